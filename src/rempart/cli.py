@@ -1,0 +1,565 @@
+"""The ``rempart`` command: a thin door into the library.
+
+Results go to stdout as JSON lines (one object per file) so they can be piped; progress bars,
+tables and errors go to stderr. Errors are printed for people, without a traceback (set
+``REMPART_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from rempart import __version__
+from rempart.errors import RempartError
+
+app = typer.Typer(
+    name="rempart",
+    help="Hash, match, detect, find, take down: a defence against deepfake and NCII imagery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bank_app = typer.Typer(help="Create, fill and inspect hash banks.", no_args_is_help=True)
+app.add_typer(bank_app, name="bank")
+
+err = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="REMPART_DATABASE_URL",
+        help="SQLAlchemy URL of the store (default: a SQLite file in your data directory).",
+        show_default=False,
+    ),
+]
+Tenant = Annotated[str, typer.Option("--tenant", help="Tenant that owns the banks.")]
+
+
+class HashOutput(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class BankKind(str, Enum):
+    block = "block"
+    allow = "allow"
+
+
+class ListFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+    hma = "hma"
+
+
+class _State:
+    database_url: str | None = None
+
+
+_state = _State()
+
+
+def _settings(database_url: str | None = None) -> Any:
+    from rempart.settings import load_settings
+
+    return load_settings(database_url=database_url or _state.database_url)
+
+
+def _store(database_url: str | None) -> Any:
+    from rempart.store import Store
+
+    return Store.open(_settings(database_url).database_url)
+
+
+def _fail(error: RempartError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    if error.hint:
+        err.print(f"[dim]hint:[/] {error.hint}", highlight=False)
+    extra = getattr(error, "errors", None)
+    if extra:
+        for row in extra[:50]:
+            err.print(f"  line {row.get('line')}: {row.get('message')}", highlight=False)
+        if len(extra) > 50:
+            err.print(f"  ... and {len(extra) - 50} more", highlight=False)
+    raise typer.Exit(2)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def iter_files(paths: list[Path]) -> Iterator[Path]:
+    """Files named, and files under folders named (recursively, sorted; dotfiles skipped)."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield Path(root) / name
+        else:
+            yield path
+
+
+def _error_dict(path: Path, error: RempartError | OSError) -> dict[str, Any]:
+    if isinstance(error, RempartError):
+        return {"path": str(path), "error": error.to_dict()}
+    code = "not_found" if isinstance(error, FileNotFoundError) else "unreadable"
+    return {"path": str(path), "error": {"code": code, "message": f"{path}: {error.strerror}"}}
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    database_url: DatabaseUrl = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    """Rempart's command line. Every command takes --database-url (or REMPART_DATABASE_URL)."""
+    if version:
+        typer.echo(f"rempart {__version__}")
+        raise typer.Exit()
+    _state.database_url = database_url
+
+
+# -- hash ----------------------------------------------------------------------------------
+
+
+_CSV_FIELDS = ["path", "kind", "pdq", "pdq_quality", "md5", "sha256", "dihedral", "frames",
+               "error_code", "error_message"]
+
+
+def _csv_row(obj: dict[str, Any]) -> dict[str, Any]:
+    row = {k: obj.get(k, "") for k in ("path", "kind", "pdq", "pdq_quality", "md5", "sha256")}
+    if "dihedral" in obj:
+        row["dihedral"] = ";".join(f"{k}:{v}" for k, v in obj["dihedral"].items())
+    if "frames" in obj:
+        row["frames"] = ";".join(f"{f['timestamp']}:{f['pdq']}" for f in obj["frames"])
+    if "error" in obj:
+        row["error_code"] = obj["error"]["code"]
+        row["error_message"] = obj["error"]["message"]
+    return row
+
+
+@app.command("hash")
+def hash_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Also give the 8 rotation/flip variants.")
+    ] = False,
+    trim_borders: Annotated[
+        bool, typer.Option("--trim-borders", help="Remove uniform borders before hashing.")
+    ] = False,
+    fmt: Annotated[HashOutput, typer.Option("--format", help="Output format.")] = HashOutput.jsonl,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Hash images and videos: PDQ with its quality, MD5 and SHA-256 (and video frames).
+
+    One result per file on stdout; exit status 1 if any file failed.
+    """
+    from rempart.hashing import hash_media
+    from rempart.media import read_media_file
+
+    settings = _settings(database_url)
+    files = list(iter_files(paths))
+    writer = None
+    if fmt is HashOutput.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("hashing", total=len(files))
+        for path in files:
+            try:
+                data = read_media_file(path, settings.limits)
+                hashes = hash_media(
+                    data, limits=settings.limits, dihedral=dihedral, trim_borders=trim_borders
+                )
+                obj: dict[str, Any] = {"path": str(path), **hashes.to_dict()}
+            except (RempartError, OSError) as e:
+                obj = _error_dict(path, e)
+                failed += 1
+            if writer is not None:
+                writer.writerow(_csv_row(obj))
+                sys.stdout.flush()
+            else:
+                _emit(obj)
+            progress.advance(task)
+    if failed:
+        err.print(f"{failed} of {len(files)} files could not be hashed (see their `error`).")
+        raise typer.Exit(1)
+
+
+# -- match ---------------------------------------------------------------------------------
+
+
+@app.command("match")
+def match_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    bank: Annotated[
+        list[str] | None, typer.Option("--bank", help="Bank to match (repeatable; default all).")
+    ] = None,
+    tenant: Tenant = "default",
+    no_trim: Annotated[
+        bool, typer.Option("--no-trim-borders", help="Do not also match borderless copies.")
+    ] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Match files against hash banks: one JSON object per file with its `matches`.
+
+    A match is a lead for a human to review, never an identification.
+    """
+    from rempart.scan import Scanner
+
+    try:
+        scanner = Scanner(_store(database_url), _settings(database_url))
+        scanner.matcher.banks_for(bank, tenant)  # unknown bank names fail before any work
+    except RempartError as e:
+        _fail(e)
+    files = list(iter_files(paths))
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("matching", total=len(files))
+        for path in files:
+            try:
+                result = scanner.scan_file(
+                    path, banks=bank, tenant=tenant, trim_borders=False if no_trim else None
+                )
+                obj = {"path": str(path), **result.match.to_dict()}
+                obj["pdq"] = result.hashes.pdq
+                obj["pdq_quality"] = result.hashes.pdq_quality
+            except (RempartError, OSError) as e:
+                obj = _error_dict(path, e)
+                failed += 1
+            _emit(obj)
+            progress.advance(task)
+    if failed:
+        err.print(f"{failed} of {len(files)} files could not be matched (see their `error`).")
+        raise typer.Exit(1)
+
+
+# -- banks ---------------------------------------------------------------------------------
+
+
+def _bank_dict(b: Any) -> dict[str, Any]:
+    return {
+        "name": b.name,
+        "tenant": b.tenant,
+        "kind": b.kind,
+        "threshold": b.threshold,
+        "enabled": b.enabled,
+        "description": b.description,
+        "entries": dict(b.counts),
+    }
+
+
+@bank_app.command("create")
+def bank_create(
+    name: str,
+    threshold: Annotated[int, typer.Option(help="PDQ distance at or under which hashes match.")]
+    = 31,
+    kind: Annotated[
+        BankKind, typer.Option(help="block: matches count; allow: matches suppress others.")
+    ] = BankKind.block,
+    description: Annotated[str, typer.Option(help="What this bank holds.")] = "",
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a bank."""
+    try:
+        b = _store(database_url).create_bank(
+            name, tenant=tenant, threshold=threshold, kind=kind.value, description=description
+        )
+    except RempartError as e:
+        _fail(e)
+    _emit(_bank_dict(b))
+
+
+@bank_app.command("list")
+def bank_list(
+    tenant: Tenant = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
+    = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List banks with their sizes."""
+    try:
+        banks = _store(database_url).list_banks(tenant=tenant)
+    except RempartError as e:
+        _fail(e)
+    if as_json or not sys.stdout.isatty():
+        for b in banks:
+            _emit(_bank_dict(b))
+        return
+    table = Table("name", "kind", "threshold", "enabled", "entries", "description")
+    for b in banks:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(b.counts.items())) or "empty"
+        table.add_row(b.name, b.kind, str(b.threshold), "yes" if b.enabled else "no", counts,
+                      b.description)
+    Console().print(table)
+
+
+@bank_app.command("update")
+def bank_update(
+    name: str,
+    threshold: Annotated[int | None, typer.Option(help="New PDQ distance threshold.")] = None,
+    kind: Annotated[BankKind | None, typer.Option(help="block or allow.")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Match against it or not.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change a bank's threshold, kind, description or enabled flag."""
+    try:
+        b = _store(database_url).update_bank(
+            name, tenant=tenant, threshold=threshold, kind=kind.value if kind else None,
+            enabled=enabled, description=description,
+        )
+    except RempartError as e:
+        _fail(e)
+    _emit(_bank_dict(b))
+
+
+@bank_app.command("delete")
+def bank_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete a bank and every entry in it (hard delete)."""
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete bank {name!r} and all its entries?", abort=True)
+    try:
+        _store(database_url).delete_bank(name, tenant=tenant)
+    except RempartError as e:
+        _fail(e)
+    _emit({"deleted": name})
+
+
+@bank_app.command("add")
+def bank_add(
+    name: str,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Media files or folders to hash.")]
+    = None,
+    pdq: Annotated[list[str] | None, typer.Option("--pdq", help="A PDQ hash (64 hex).")] = None,
+    md5: Annotated[list[str] | None, typer.Option("--md5", help="An MD5 (32 hex).")] = None,
+    sha256: Annotated[list[str] | None, typer.Option("--sha256", help="A SHA-256 (64 hex).")]
+    = None,
+    source: Annotated[str | None, typer.Option(help="Where these hashes come from.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add hashes, or the hashes of media files, to a bank (prints the new entry ids)."""
+    from rempart.entries import entries_for_file, entries_for_values
+
+    settings = _settings(database_url)
+    try:
+        store = _store(database_url)
+        bank = store.get_bank(name, tenant=tenant)
+        entries = entries_for_values(
+            {"pdq": pdq or [], "md5": md5 or [], "sha256": sha256 or []},
+            source=source, tags=tag or [],
+        )
+    except RempartError as e:
+        _fail(e)
+    files = list(iter_files(paths or []))
+    if not entries and not files:
+        _fail(RempartError("nothing to add", code="usage",
+                           hint="give --pdq/--md5/--sha256 values or media files"))
+    failed = 0
+    for path in files:
+        try:
+            entries += entries_for_file(path, settings, source=source, tags=tag or [])
+        except (RempartError, OSError) as e:
+            _emit(_error_dict(path, e))
+            failed += 1
+    try:
+        added = store.add_entries(bank.name, entries, tenant=tenant)
+    except RempartError as e:
+        _fail(e)
+    _emit({"bank": bank.name, "added": added.added, "duplicates": added.duplicates,
+           "entry_ids": list(added.ids)})
+    if failed:
+        raise typer.Exit(1)
+
+
+@bank_app.command("remove")
+def bank_remove(
+    name: str,
+    entry_ids: Annotated[list[int], typer.Argument(help="Entry ids to delete.")],
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete entries from a bank (hard delete)."""
+    try:
+        removed = _store(database_url).remove_entries(name, entry_ids, tenant=tenant)
+    except RempartError as e:
+        _fail(e)
+    _emit({"bank": name, "removed": removed})
+
+
+@bank_app.command("import")
+def bank_import(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="Hash list (use - for stdin).")],
+    fmt: Annotated[
+        ListFormat | None, typer.Option("--format", help="csv, jsonl or hma (default: detect).")
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option("--partial", help="Import the good rows and report the bad ones "
+                     "(default: all or nothing)."),
+    ] = False,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Import a hash list into a bank: atomically, or good rows only with --partial."""
+    from rempart.exchanges import import_file
+
+    try:
+        store = _store(database_url)
+        store.get_bank(name, tenant=tenant)
+        with _progress() as progress:
+            task = progress.add_task("importing", total=None)
+            report = import_file(
+                store, name, file, fmt=fmt.value if fmt else None,
+                mode="partial" if partial else "atomic", tenant=tenant,
+                on_progress=lambda n: progress.update(task, completed=n),
+            )
+    except RempartError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(RempartError(f"cannot read {file}: {e.strerror}", code="unreadable"))
+    _emit(report.to_dict())
+    if report.errors:
+        err.print(f"{len(report.errors)} bad rows were skipped (listed in `errors`).")
+        raise typer.Exit(1)
+
+
+@bank_app.command("export")
+def bank_export(
+    name: str,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="csv, jsonl or hma.")]
+    = ListFormat.jsonl,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
+    = None,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Export a bank's entries as a hash list."""
+    from rempart.exchanges import export_bank
+
+    try:
+        store = _store(database_url)
+        if output is None:
+            export_bank(store, name, sys.stdout, fmt=fmt.value, tenant=tenant)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as fh:
+                n = export_bank(store, name, fh, fmt=fmt.value, tenant=tenant)
+            err.print(f"wrote {n} entries to {output}")
+    except RempartError as e:
+        _fail(e)
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo_cmd(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write the example images.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Build a bank from the bundled example images and match edited copies against it."""
+    from rempart.entries import entries_for_file
+    from rempart.examples import write_examples
+    from rempart.scan import Scanner
+
+    settings = _settings(database_url)
+    workdir = directory or Path(tempfile.mkdtemp(prefix="rempart-demo-"))
+    examples = write_examples(workdir)
+    try:
+        store = _store(database_url)
+        bank_name = "demo"
+        if not any(b.name == bank_name for b in store.list_banks(tenant="default")):
+            store.create_bank(bank_name, description="Rempart's example originals")
+        entries = []
+        for path in examples.originals:
+            entries += entries_for_file(path, settings, source="rempart demo")
+        store.add_entries(bank_name, entries)
+        scanner = Scanner(store, settings)
+    except RempartError as e:
+        _fail(e)
+    err.print(f"bank 'demo' holds {len(examples.originals)} originals from {workdir}/originals")
+    table = Table("upload", "matched", "distance", "variant")
+    uploads = sorted(examples.copies + examples.unrelated)
+    with _progress() as progress:
+        task = progress.add_task("matching", total=len(uploads))
+        for path in uploads:
+            result = scanner.scan_file(path, banks=[bank_name])
+            _emit({"path": str(path), **result.match.to_dict()})
+            best = result.match.matches[0] if result.match.matches else None
+            table.add_row(path.name, "yes" if best else "no",
+                          str(best.distance) if best else "-", (best.variant or "") if best else "")
+            progress.advance(task)
+    err.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, printing RempartErrors without a traceback."""
+    try:
+        app()
+    except RempartError as e:  # errors raised outside a command's own handling
+        try:
+            _fail(e)
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # pragma: no cover - last line of defence
+        if os.environ.get("REMPART_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False)
+        err.print("hint: run again with REMPART_DEBUG=1 for a traceback, and report it")
+        sys.exit(70)
+
+
+__all__ = ["app", "iter_files", "main"]
