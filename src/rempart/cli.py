@@ -431,7 +431,7 @@ def bank_remove(
         removed = _store(database_url).remove_entries(name, entry_ids, tenant=tenant)
     except RempartError as e:
         _fail(e)
-    _emit({"bank": name, "removed": removed})
+    _emit({"bank": name, **removed.to_dict()})
 
 
 @bank_app.command("import")
