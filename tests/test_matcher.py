@@ -129,3 +129,47 @@ def test_mirrored_letterboxed_copy_matches(store, settings) -> None:  # type: ig
     copy = ImageOps.expand(ImageOps.mirror(original), border=20, fill=(0, 0, 0))
     result = Scanner(store, settings).scan_bytes(jpeg_bytes(copy))
     assert result.match.matches and result.match.matches[0].variant.startswith("trimmed+flip")
+
+
+def _frames(seed: int, n: int = 6) -> list[np.ndarray]:
+    """n seconds of a slowly panning synthetic scene, 10 frames per second."""
+    base = np.asarray(synthetic_photo(seed, (400, 300)))
+    return [np.roll(base, shift=i, axis=1)[:240, :320].copy() for i in range(0, n * 10)]
+
+
+def test_video_copy_matches_by_frames(store, settings, make_video, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rempart.entries import entries_for_file
+
+    original = make_video(_frames(31), fps=10)
+    reencoded = make_video(_frames(31), fps=10, container="webm", codec="libvpx")
+    other = make_video(_frames(32), fps=10)
+    store.create_bank("videos")
+    path = tmp_path / "v.mp4"
+    path.write_bytes(original)
+    entries = entries_for_file(path, settings)
+    assert {e.signal for e in entries} == {"md5", "vpdq"}
+    store.add_entries("videos", entries)
+    scanner = Scanner(store, settings)
+    exact = scanner.scan_bytes(original).match.matches
+    assert {m.signal for m in exact} == {"md5", "vpdq"}
+    copy = scanner.scan_bytes(reencoded).match.matches
+    assert [m.signal for m in copy] == ["vpdq"] and copy[0].share >= 0.8
+    assert scanner.scan_bytes(other).match.matches == []
+
+
+def test_two_matchers_on_one_store_stay_in_step(db_url, settings) -> None:  # type: ignore[no-untyped-def]
+    """A change written through one connection is seen by another process's matcher."""
+    from rempart.store import Store
+
+    data = jpeg_bytes(synthetic_photo(41))
+    with Store.open(db_url) as writer, Store.open(db_url) as reader:
+        writer.create_bank("reported")
+        scanner = Scanner(reader, settings)
+        added = writer.add_entries("reported", [NewEntry(signal="pdq", value=_pdq(data, settings))])
+        scanner.matcher.refresh()
+        assert [m.entry_id for m in scanner.scan_bytes(data).match.matches] == list(added.ids)
+        writer.delete_bank("reported")
+        scanner.matcher.refresh()
+        with pytest.raises(NotFoundError):
+            scanner.scan_bytes(data, banks=["reported"])
+        assert scanner.scan_bytes(data).match.matches == []

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -56,17 +56,17 @@ DatabaseUrl = Annotated[
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant that owns the banks.")]
 
 
-class HashOutput(str, Enum):
+class HashOutput(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
 
 
-class BankKind(str, Enum):
+class BankKind(StrEnum):
     block = "block"
     allow = "allow"
 
 
-class ListFormat(str, Enum):
+class ListFormat(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
     hma = "hma"
@@ -157,8 +157,18 @@ def _main(
 # -- hash ----------------------------------------------------------------------------------
 
 
-_CSV_FIELDS = ["path", "kind", "pdq", "pdq_quality", "md5", "sha256", "dihedral", "frames",
-               "error_code", "error_message"]
+_CSV_FIELDS = [
+    "path",
+    "kind",
+    "pdq",
+    "pdq_quality",
+    "md5",
+    "sha256",
+    "dihedral",
+    "frames",
+    "error_code",
+    "error_message",
+]
 
 
 def _csv_row(obj: dict[str, Any]) -> dict[str, Any]:
@@ -288,8 +298,9 @@ def _bank_dict(b: Any) -> dict[str, Any]:
 @bank_app.command("create")
 def bank_create(
     name: str,
-    threshold: Annotated[int, typer.Option(help="PDQ distance at or under which hashes match.")]
-    = 31,
+    threshold: Annotated[
+        int, typer.Option(help="PDQ distance at or under which hashes match.")
+    ] = 31,
     kind: Annotated[
         BankKind, typer.Option(help="block: matches count; allow: matches suppress others.")
     ] = BankKind.block,
@@ -310,8 +321,7 @@ def bank_create(
 @bank_app.command("list")
 def bank_list(
     tenant: Tenant = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
-    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """List banks with their sizes."""
@@ -326,8 +336,9 @@ def bank_list(
     table = Table("name", "kind", "threshold", "enabled", "entries", "description")
     for b in banks:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(b.counts.items())) or "empty"
-        table.add_row(b.name, b.kind, str(b.threshold), "yes" if b.enabled else "no", counts,
-                      b.description)
+        table.add_row(
+            b.name, b.kind, str(b.threshold), "yes" if b.enabled else "no", counts, b.description
+        )
     Console().print(table)
 
 
@@ -346,8 +357,12 @@ def bank_update(
     """Change a bank's threshold, kind, description or enabled flag."""
     try:
         b = _store(database_url).update_bank(
-            name, tenant=tenant, threshold=threshold, kind=kind.value if kind else None,
-            enabled=enabled, description=description,
+            name,
+            tenant=tenant,
+            threshold=threshold,
+            kind=kind.value if kind else None,
+            enabled=enabled,
+            description=description,
         )
     except RempartError as e:
         _fail(e)
@@ -374,12 +389,14 @@ def bank_delete(
 @bank_app.command("add")
 def bank_add(
     name: str,
-    paths: Annotated[list[Path] | None, typer.Argument(help="Media files or folders to hash.")]
-    = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Media files or folders to hash.")
+    ] = None,
     pdq: Annotated[list[str] | None, typer.Option("--pdq", help="A PDQ hash (64 hex).")] = None,
     md5: Annotated[list[str] | None, typer.Option("--md5", help="An MD5 (32 hex).")] = None,
-    sha256: Annotated[list[str] | None, typer.Option("--sha256", help="A SHA-256 (64 hex).")]
-    = None,
+    sha256: Annotated[
+        list[str] | None, typer.Option("--sha256", help="A SHA-256 (64 hex).")
+    ] = None,
     source: Annotated[str | None, typer.Option(help="Where these hashes come from.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
     tenant: Tenant = "default",
@@ -394,14 +411,20 @@ def bank_add(
         bank = store.get_bank(name, tenant=tenant)
         entries = entries_for_values(
             {"pdq": pdq or [], "md5": md5 or [], "sha256": sha256 or []},
-            source=source, tags=tag or [],
+            source=source,
+            tags=tag or [],
         )
     except RempartError as e:
         _fail(e)
     files = list(iter_files(paths or []))
     if not entries and not files:
-        _fail(RempartError("nothing to add", code="usage",
-                           hint="give --pdq/--md5/--sha256 values or media files"))
+        _fail(
+            RempartError(
+                "nothing to add",
+                code="usage",
+                hint="give --pdq/--md5/--sha256 values or media files",
+            )
+        )
     failed = 0
     for path in files:
         try:
@@ -413,8 +436,14 @@ def bank_add(
         added = store.add_entries(bank.name, entries, tenant=tenant)
     except RempartError as e:
         _fail(e)
-    _emit({"bank": bank.name, "added": added.added, "duplicates": added.duplicates,
-           "entry_ids": list(added.ids)})
+    _emit(
+        {
+            "bank": bank.name,
+            "added": added.added,
+            "duplicates": added.duplicates,
+            "entry_ids": list(added.ids),
+        }
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -443,8 +472,10 @@ def bank_import(
     ] = None,
     partial: Annotated[
         bool,
-        typer.Option("--partial", help="Import the good rows and report the bad ones "
-                     "(default: all or nothing)."),
+        typer.Option(
+            "--partial",
+            help="Import the good rows and report the bad ones (default: all or nothing).",
+        ),
     ] = False,
     tenant: Tenant = "default",
     database_url: DatabaseUrl = None,
@@ -458,8 +489,12 @@ def bank_import(
         with _progress() as progress:
             task = progress.add_task("importing", total=None)
             report = import_file(
-                store, name, file, fmt=fmt.value if fmt else None,
-                mode="partial" if partial else "atomic", tenant=tenant,
+                store,
+                name,
+                file,
+                fmt=fmt.value if fmt else None,
+                mode="partial" if partial else "atomic",
+                tenant=tenant,
                 on_progress=lambda n: progress.update(task, completed=n),
             )
     except RempartError as e:
@@ -475,10 +510,12 @@ def bank_import(
 @bank_app.command("export")
 def bank_export(
     name: str,
-    fmt: Annotated[ListFormat, typer.Option("--format", help="csv, jsonl or hma.")]
-    = ListFormat.jsonl,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
-    = None,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", help="csv, jsonl or hma.")
+    ] = ListFormat.jsonl,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
     tenant: Tenant = "default",
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -536,8 +573,12 @@ def demo_cmd(
             result = scanner.scan_file(path, banks=[bank_name])
             _emit({"path": str(path), **result.match.to_dict()})
             best = result.match.matches[0] if result.match.matches else None
-            table.add_row(path.name, "yes" if best else "no",
-                          str(best.distance) if best else "-", (best.variant or "") if best else "")
+            table.add_row(
+                path.name,
+                "yes" if best else "no",
+                str(best.distance) if best else "-",
+                (best.variant or "") if best else "",
+            )
             progress.advance(task)
     err.print(table)
 

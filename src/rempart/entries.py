@@ -20,8 +20,11 @@ def entries_for_values(
     for signal, items in values.items():
         sig = get_signal(signal)
         for value in items:
-            out.append(NewEntry(signal=sig.name, value=sig.validate(value), source=source,
-                                tags=list(tags or [])))
+            out.append(
+                NewEntry(
+                    signal=sig.name, value=sig.validate(value), source=source, tags=list(tags or [])
+                )
+            )
     return out
 
 
@@ -47,7 +50,5 @@ def entries_for_file(
         if frames:
             out.append(NewEntry(signal="vpdq", value=hashes.md5, frames=frames, **common))
     elif hashes.pdq:
-        out.append(
-            NewEntry(signal="pdq", value=hashes.pdq, quality=hashes.pdq_quality, **common)
-        )
+        out.append(NewEntry(signal="pdq", value=hashes.pdq, quality=hashes.pdq_quality, **common))
     return out

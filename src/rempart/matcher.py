@@ -27,7 +27,7 @@ from rempart.errors import NotFoundError
 from rempart.hashing import MediaHashes
 from rempart.index import PDQIndex
 from rempart.settings import Settings
-from rempart.store import BankInfo, Store
+from rempart.store import BankInfo, Change, Store
 
 
 @dataclass(frozen=True)
@@ -135,37 +135,63 @@ class BankMatcher:
         return vb
 
     def refresh(self) -> int:
-        """Apply the store's changes since the last load or refresh; returns how many."""
+        """Apply the store's changes since the last load or refresh; returns how many.
+
+        Cheap when nothing changed (one indexed query), so services call it often.
+        """
         with self._lock:
-            changes = self._store.changes_since(self._seq)
-            if not changes:
-                return 0
-            if any(c.entry_id is None for c in changes):
-                # A bank was created, changed or deleted: bank settings are small, reload them.
-                self._banks = {b.id: b for b in self._store.list_banks()}
-                for gone in set(self._pdq) - set(self._banks):
-                    del self._pdq[gone]
-                    self._video.pop(gone, None)
-            added = [c.entry_id for c in changes if c.op == "add" and c.entry_id is not None]
-            removed = [c.entry_id for c in changes if c.op == "remove" and c.entry_id is not None]
-            if removed:
-                gone_ids = np.asarray(removed, dtype=np.int64)
-                for index in self._pdq.values():
-                    index.remove(gone_ids)
-                for vb in self._video.values():
-                    vb.remove(removed)
-            for entry in self._store.get_entries(added):
-                if entry.bank_id not in self._banks:
+            applied = 0
+            while True:
+                changes = self._store.changes_since(self._seq)
+                if not changes:
+                    return applied
+                self._apply(changes)
+                applied += len(changes)
+                self._seq = changes[-1].seq
+
+    def _apply(self, changes: Sequence[Change]) -> None:
+        if any(c.entry_id is None for c in changes):
+            # A bank was created, changed or deleted: bank records are small, re-read them.
+            # A deleted bank's entries go with it (no per-entry removals are logged).
+            self._banks = {b.id: b for b in self._store.list_banks()}
+            for gone in set(self._pdq) - set(self._banks):
+                del self._pdq[gone]
+            for gone in set(self._video) - set(self._banks):
+                del self._video[gone]
+        gate = self._settings.pdq_quality_gate
+        # Entry ids are never reused, so applying every add before every remove gives the
+        # same state as applying them in order -- and lets an import be added in one batch.
+        adds: dict[int, tuple[list[int], list[str]]] = {}
+        removes: dict[int, list[int]] = {}
+        videos: list[int] = []
+        video_removes: dict[int, list[int]] = {}
+        for c in changes:
+            if c.entry_id is None or c.bank_id not in self._banks:
+                continue
+            if c.op == "add" and c.signal == "pdq" and c.value:
+                if c.quality is not None and 0 <= c.quality < gate:
                     continue
-                if entry.signal == "pdq":
-                    if entry.quality is not None and entry.quality < self._settings.pdq_quality_gate:
-                        continue
-                    index = self._pdq.setdefault(entry.bank_id, PDQIndex())
-                    index.add(np.asarray([entry.id], dtype=np.int64), _codes([entry.value]))
-                elif entry.signal == "vpdq" and entry.frames:
-                    self._video_bank(entry.bank_id).add(entry.id, entry.frames)
-            self._seq = changes[-1].seq
-            return len(changes)
+                ids, values = adds.setdefault(c.bank_id, ([], []))
+                ids.append(c.entry_id)
+                values.append(c.value)
+            elif c.op == "add" and c.signal == "vpdq":
+                videos.append(c.entry_id)
+            elif c.op == "remove" and c.signal == "pdq":
+                removes.setdefault(c.bank_id, []).append(c.entry_id)
+            elif c.op == "remove" and c.signal == "vpdq":
+                video_removes.setdefault(c.bank_id, []).append(c.entry_id)
+        for bank_id, (ids, values) in adds.items():
+            index = self._pdq.setdefault(bank_id, PDQIndex())
+            index.add(np.asarray(ids, dtype=np.int64), _codes(values))
+        for entry in self._store.get_entries(videos):
+            if entry.frames:
+                self._video_bank(entry.bank_id).add(entry.id, entry.frames)
+        for bank_id, ids in removes.items():
+            if bank_id in self._pdq:
+                self._pdq[bank_id].remove(np.asarray(ids, dtype=np.int64))
+        for bank_id, ids in video_removes.items():
+            if bank_id in self._video:
+                self._video[bank_id].remove(ids)
 
     # -- matching ---------------------------------------------------------------------------
 
@@ -248,7 +274,9 @@ class BankMatcher:
             if index is None or len(index) == 0:
                 continue
             best: dict[int, tuple[int, str]] = {}
-            for (variant, _), hits in zip(variants, index.search(queries, bank.threshold)):
+            for (variant, _), hits in zip(
+                variants, index.search(queries, bank.threshold), strict=True
+            ):
                 for entry_id, dist in hits:
                     if entry_id not in best or dist < best[entry_id][0]:
                         best[entry_id] = (dist, variant)
@@ -291,8 +319,16 @@ class BankMatcher:
             for entry_id, share, dist in vb.match(frames, bank.threshold):
                 if share >= need:
                     out.append(
-                        Match(bank.name, bank.kind, entry_id, "vpdq", dist, bank.threshold,
-                              "frames", share)
+                        Match(
+                            bank.name,
+                            bank.kind,
+                            entry_id,
+                            "vpdq",
+                            dist,
+                            bank.threshold,
+                            "frames",
+                            share,
+                        )
                     )
         return out
 

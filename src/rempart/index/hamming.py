@@ -11,17 +11,21 @@ How it works
 ------------
 *Multi-index hashing* (Norouzi, Punjani & Fleet, "Fast exact search in Hamming space with
 multi-index hashing", 2014). The 256 bits are cut into ``m`` chunks of ``b`` or ``b + 1``
-bits, and each chunk has a bucket table (CSR: an offsets array of ``2**bits + 1`` and a
-``uint32`` row list). By the generalised pigeonhole principle, if two codes differ in at most
-``r = m * r' + a`` bits, then one of ``a + 1`` chosen chunks differs in at most ``r'`` bits
-or one of the other chunks differs in at most ``r' - 1`` bits. So a query probes every key
-within that radius in each chunk and verifies the rows it finds with a full 256-bit
-popcount; nothing within ``r`` can hide.
+bits, and each chunk has a bucket table: a ``uint32`` row list sorted by chunk key, and the
+bounds of every key's bucket in it. By the generalised pigeonhole principle, if two codes
+differ in at most ``r = m * r' + a`` bits, then one of ``a + 1`` chosen chunks differs in at
+most ``r'`` bits or one of the other chunks differs in at most ``r' - 1`` bits. So a query
+probes every key within that radius in each chunk and verifies the rows it finds with a
+full 256-bit popcount; nothing within ``r`` can hide. The time goes into cache misses (one
+for a bucket's bounds, one for its row list, one per candidate row), so the kernels work in
+flat passes with software prefetch.
 
-Memory (10M codes, 12 chunks): codes 32 B/row (stored in chunk 0's key order, so chunk 0
-needs no row list), ids 4 B/row (``uint32`` when every id fits, else ``int64``), 11 row lists
-of 4 B/row and 128 MB of offsets: about 2.9x the raw codes. There is no dict of ids; the
-rare upsert and removal scan the id array in compiled code.
+Memory at 10M codes (11 chunks of 23-24 bits, chosen by a cost model from ``n``): codes
+32 B/row, stored in chunk 0's key order so chunk 0 needs no row list; ids 4 B/row (``uint32``
+when every id fits, else ``int64``); 10 row lists of 4 B/row; bucket bounds in compact
+directories (1.14 bytes a bucket, 134 MB) where plain offsets would take 448 MB. About 2.8x
+the raw codes. There is no dict of ids: the rare upsert and removal scan the id array in
+compiled code.
 
 When the probe count explodes (large thresholds, or an index too small for tables to pay),
 the planner, which estimates both costs per threshold from the real bucket sizes, scans
