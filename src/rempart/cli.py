@@ -41,6 +41,8 @@ app = typer.Typer(
 )
 bank_app = typer.Typer(help="Create, fill and inspect hash banks.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
+keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 
@@ -532,6 +534,136 @@ def bank_export(
             err.print(f"wrote {n} entries to {output}")
     except RempartError as e:
         _fail(e)
+
+
+# -- service -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (they share the store).")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the HTTP service (API at /v1, docs at /docs)."""
+    import uvicorn
+
+    from rempart.store.keys import KeyRepository
+
+    settings = _settings(database_url)
+    svc = settings.service
+    host = host or svc.host
+    port = port if port is not None else svc.port
+    workers = workers or svc.workers
+    try:
+        store = _store(database_url)  # migrates once, before any worker starts
+        has_keys = bool(KeyRepository(store).list())
+        store.close()
+    except RempartError as e:
+        _fail(e)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"Rempart {__version__} serving on http://{shown}:{port}")
+    err.print(f"  API docs:  http://{shown}:{port}/docs")
+    err.print(f"  store:     {settings.database_url}")
+    if not has_keys:
+        err.print("  no API key yet: create one with")
+        err.print("    rempart keys create --tenant default --scopes admin")
+    os.environ["REMPART_DATABASE_URL"] = settings.database_url
+    if workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="rempart-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "rempart.service.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            proxy_headers=True,
+        )
+    else:
+        from rempart.service.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="info", proxy_headers=True
+        )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Tenant = "default",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: scan, banks:read, banks:write, webhooks, admin.")
+    ] = "scan",
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create an API key and print it (only the key, on stdout; it is shown once)."""
+    from rempart.store.audit import AuditLog
+    from rempart.store.keys import KeyRepository
+
+    try:
+        store = _store(database_url)
+        info, key = KeyRepository(store).create(tenant, scopes.split(","), name)
+        AuditLog(store).append(
+            tenant=tenant,
+            actor=_cli_actor(),
+            action="key.create",
+            target=info.key_id,
+            details={"scopes": list(info.scopes)},
+        )
+    except RempartError as e:
+        _fail(e)
+    typer.echo(key)
+    err.print(
+        f"key {info.key_id} for tenant {tenant!r} with scopes {', '.join(info.scopes)}; "
+        "store it now: it is not shown again"
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List API keys (never their secrets)."""
+    from rempart.store.keys import KeyRepository
+
+    try:
+        keys = KeyRepository(_store(database_url)).list(tenant)
+    except RempartError as e:
+        _fail(e)
+    for k in keys:
+        _emit(k.to_dict())
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke an API key (effective within 2 seconds in every worker)."""
+    from rempart.store.audit import AuditLog
+    from rempart.store.keys import KeyRepository
+
+    try:
+        store = _store(database_url)
+        info = KeyRepository(store).revoke(key_id)
+        AuditLog(store).append(
+            tenant=info.tenant, actor=_cli_actor(), action="key.revoke", target=key_id
+        )
+    except RempartError as e:
+        _fail(e)
+    _emit(info.to_dict())
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
 
 
 # -- demo ----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Match:
     variant: str | None = None
     #: For video: share of the query's frames that matched the bank video's frames.
     share: float | None = None
+    bank_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape used by the CLI and the API."""
@@ -193,12 +194,33 @@ class BankMatcher:
             if bank_id in self._video:
                 self._video[bank_id].remove(ids)
 
+    def size(self) -> int:
+        """PDQ hashes held, every bank together."""
+        with self._lock:
+            return sum(len(i) for i in self._pdq.values())
+
     # -- matching ---------------------------------------------------------------------------
 
-    def banks_for(self, names: Iterable[str] | None, tenant: str = "default") -> list[BankInfo]:
-        """The enabled banks of ``tenant`` called ``names`` (all of them when None)."""
+    def banks_for(
+        self,
+        names: Iterable[str] | None,
+        tenant: str = "default",
+        shared: Iterable[int] = (),
+    ) -> list[BankInfo]:
+        """The enabled banks of ``tenant`` called ``names`` (all of them when None).
+
+        ``shared`` are ids of other tenants' banks shared with this one: they take part too
+        (by name, when a tenant of its own has no bank of that name).
+        """
+        shared_ids = set(shared)
         with self._lock:
             mine = [b for b in self._banks.values() if b.tenant == tenant]
+            names_taken = {b.name for b in mine}
+            mine += [
+                b
+                for i, b in self._banks.items()
+                if i in shared_ids and b.tenant != tenant and b.name not in names_taken
+            ]
         if names is None:
             return [b for b in mine if b.enabled]
         by_name = {b.name: b for b in mine}
@@ -220,9 +242,10 @@ class BankMatcher:
         *,
         banks: Iterable[str] | None = None,
         tenant: str = "default",
+        shared: Iterable[int] = (),
     ) -> MatchResult:
         """Match one file's hashes against ``banks`` (all enabled banks of the tenant)."""
-        chosen = self.banks_for(banks, tenant)
+        chosen = self.banks_for(banks, tenant, shared)
         result = MatchResult()
         found: list[Match] = []
         found += self._match_exact(hashes, chosen)
@@ -281,7 +304,7 @@ class BankMatcher:
                     if entry_id not in best or dist < best[entry_id][0]:
                         best[entry_id] = (dist, variant)
             out += [
-                Match(bank.name, bank.kind, eid, "pdq", d, bank.threshold, v)
+                Match(bank.name, bank.kind, eid, "pdq", d, bank.threshold, v, bank_id=bank.id)
                 for eid, (d, v) in best.items()
             ]
         return out
@@ -294,7 +317,9 @@ class BankMatcher:
                 continue
             for entry in self._store.lookup_exact(signal, value, bank_ids=list(by_id)):
                 bank = by_id[entry.bank_id]
-                out.append(Match(bank.name, bank.kind, entry.id, signal, 0, 0, None))
+                out.append(
+                    Match(bank.name, bank.kind, entry.id, signal, 0, 0, None, bank_id=bank.id)
+                )
         return out
 
     def _match_video(
@@ -328,6 +353,7 @@ class BankMatcher:
                             bank.threshold,
                             "frames",
                             share,
+                            bank_id=bank.id,
                         )
                     )
         return out

@@ -49,6 +49,7 @@ class Scanner:
         *,
         banks: Iterable[str] | None = None,
         tenant: str = "default",
+        shared: Iterable[int] = (),
         trim_borders: bool | None = None,
     ) -> ScanResult:
         """Hash ``data`` (with dihedral variants, and borderless when asked) and match it."""
@@ -56,7 +57,7 @@ class Scanner:
         t0 = time.perf_counter()
         hashes = hash_media(data, limits=self.settings.limits, dihedral=True, trim_borders=trim)
         t1 = time.perf_counter()
-        match = self.matcher.match(hashes, banks=banks, tenant=tenant)
+        match = self.matcher.match(hashes, banks=banks, tenant=tenant, shared=shared)
         t2 = time.perf_counter()
         return ScanResult(hashes, match, {"hash": (t1 - t0) * 1e3, "match": (t2 - t1) * 1e3})
 

@@ -43,6 +43,25 @@ class MediaLimits(BaseModel):
     video_fps: float = Field(default=1.0, gt=0)
 
 
+class ServiceSettings(BaseModel):
+    """The HTTP service (``rempart serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    #: Requests per second allowed per API key (token bucket, per worker process); 0 = off.
+    rate_limit_per_s: float = Field(default=200.0, ge=0)
+    rate_limit_burst: int = Field(default=400, ge=1)
+    #: How often each worker applies the store's change log to its in-memory index.
+    refresh_interval_s: float = Field(default=0.25, gt=0, le=60)
+    #: Keep scan records (hashes, matches, verdict -- never the bytes) for feedback.
+    record_scans: bool = True
+    #: Largest hash-list upload to /v1/banks/{bank}/import.
+    max_import_bytes: int = Field(default=2 * 1024**3, gt=0)
+    #: Run the webhook dispatcher and feed scheduler in this process.
+    background_jobs: bool = True
+
+
 class Settings(BaseSettings):
     """Everything configurable in Rempart."""
 
@@ -60,6 +79,7 @@ class Settings(BaseSettings):
     vpdq_match_share: float = Field(default=0.8, gt=0, le=1)
     #: Hash borderless copies too when matching (letterboxed re-uploads).
     trim_borders: bool = True
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @classmethod
     def settings_customise_sources(

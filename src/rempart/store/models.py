@@ -278,9 +278,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'delivered', 'dead')", name="status"
-        ),
+        CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
         Index(None, "status", "next_attempt_at"),
         {"sqlite_autoincrement": True},
     )
