@@ -8,7 +8,6 @@ import time
 import zlib
 
 import pytest
-from PIL import Image
 
 from rempart.examples import EDITS, jpeg_bytes, synthetic_photo
 from rempart.hashing import hash_media
