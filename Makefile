@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test run serve bench lint lock clean
+.PHONY: install test run demo bench lint lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## The main job: build a bank from the bundled examples and match edited copies against it.
+## The main job: the HTTP service on the embedded SQLite store (http://127.0.0.1:8000/docs).
 run: install
+	$(VENV)/bin/rempart serve
+
+## Build a bank from the bundled examples and match edited copies against it.
+demo: install
 	$(VENV)/bin/rempart demo
 
 ## Benchmarks (long; they print JSON).
