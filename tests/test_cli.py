@@ -145,3 +145,29 @@ def test_installed_entry_point_demo(tmp_path: Path) -> None:
     assert all(f"original-0-{name}.jpg" in matched for name in EDITS)
     assert not any(n.startswith("unrelated") for n in matched)
     assert "Traceback" not in proc.stderr
+
+
+def test_keys_and_audit_from_the_cli(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rempart.settings import load_settings
+    from rempart.store import Store
+    from rempart.store.audit import AuditLog
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["keys", "create", "--tenant", "t1", "--scopes", "scan,banks:read"])
+    assert result.exit_code == 0
+    key = result.stdout.strip()
+    assert key.startswith("rk_") and len(key.splitlines()) == 1
+    listed = run("keys", "list")
+    assert listed[0]["tenant"] == "t1" and listed[0]["scopes"] == ["scan", "banks:read"]
+    assert key.split("_")[2] not in json.dumps(listed)  # the secret is never shown again
+    run("keys", "revoke", listed[0]["key_id"])
+    assert run("keys", "list")[0]["revoked"] is True
+    bad = runner.invoke(app, ["keys", "create", "--scopes", "root"])
+    assert bad.exit_code == 2 and "unknown scope" in bad.stderr
+    run("bank", "create", "b1")
+    run("bank", "update", "b1", "--threshold", "20")
+    run("bank", "delete", "b1", "--yes")
+    store = Store.open(load_settings().database_url)
+    actions = [e.action for e in AuditLog(store).list()]
+    assert actions[:3] == ["bank.delete", "bank.update", "bank.create"]
+    assert "key.create" in actions and "key.revoke" in actions

@@ -312,9 +312,11 @@ def bank_create(
 ) -> None:
     """Create a bank."""
     try:
-        b = _store(database_url).create_bank(
+        store = _store(database_url)
+        b = store.create_bank(
             name, tenant=tenant, threshold=threshold, kind=kind.value, description=description
         )
+        _audit(store, tenant, "bank.create", name, kind=b.kind, threshold=b.threshold)
     except RempartError as e:
         _fail(e)
     _emit(_bank_dict(b))
@@ -358,13 +360,27 @@ def bank_update(
 ) -> None:
     """Change a bank's threshold, kind, description or enabled flag."""
     try:
-        b = _store(database_url).update_bank(
+        store = _store(database_url)
+        b = store.update_bank(
             name,
             tenant=tenant,
             threshold=threshold,
             kind=kind.value if kind else None,
             enabled=enabled,
             description=description,
+        )
+        changed = {
+            "threshold": threshold,
+            "kind": kind.value if kind else None,
+            "enabled": enabled,
+            "description": description,
+        }
+        _audit(
+            store,
+            tenant,
+            "bank.update",
+            name,
+            **{k: v for k, v in changed.items() if v is not None},
         )
     except RempartError as e:
         _fail(e)
@@ -382,7 +398,9 @@ def bank_delete(
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete bank {name!r} and all its entries?", abort=True)
     try:
-        _store(database_url).delete_bank(name, tenant=tenant)
+        store = _store(database_url)
+        gone = store.delete_bank(name, tenant=tenant)
+        _audit(store, tenant, "bank.delete", name, entries=gone.entry_count)
     except RempartError as e:
         _fail(e)
     _emit({"deleted": name})
@@ -436,6 +454,7 @@ def bank_add(
             failed += 1
     try:
         added = store.add_entries(bank.name, entries, tenant=tenant)
+        _audit(store, tenant, "entries.add", bank.name, added=added.added)
     except RempartError as e:
         _fail(e)
     _emit(
@@ -459,7 +478,9 @@ def bank_remove(
 ) -> None:
     """Delete entries from a bank (hard delete)."""
     try:
-        removed = _store(database_url).remove_entries(name, entry_ids, tenant=tenant)
+        store = _store(database_url)
+        removed = store.remove_entries(name, entry_ids, tenant=tenant)
+        _audit(store, tenant, "entries.remove", name, ids=removed.removed)
     except RempartError as e:
         _fail(e)
     _emit({"bank": name, **removed.to_dict()})
@@ -499,6 +520,7 @@ def bank_import(
                 tenant=tenant,
                 on_progress=lambda n: progress.update(task, completed=n),
             )
+        _audit(store, tenant, "entries.import", name, added=report.added)
     except RempartError as e:
         _fail(e)
     except OSError as e:
@@ -655,6 +677,15 @@ def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
     except RempartError as e:
         _fail(e)
     _emit(info.to_dict())
+
+
+def _audit(store: Any, tenant: str, action: str, target: str, **details: Any) -> None:
+    """Append a change made from the command line to the audit log."""
+    from rempart.store.audit import AuditLog
+
+    AuditLog(store).append(
+        tenant=tenant, actor=_cli_actor(), action=action, target=target, details=details
+    )
 
 
 def _cli_actor() -> str:
