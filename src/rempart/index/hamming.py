@@ -3,9 +3,9 @@
 :class:`PDQIndex` answers "every stored code within ``threshold`` bits of this one" and never
 misses one, at any threshold from 0 to 256. Meta's HMA uses FAISS ``IndexBinaryMultiHash``
 (16 hash maps of 16-bit keys, one flipped bit per map at threshold 31), which is exact too by
-the pigeonhole argument below, but at 10M codes answers ~50 queries/s in ~2.6 GB; this index
-answers thousands in under 3x the raw codes' memory, and takes adds and removals without
-a rebuild.
+the pigeonhole argument below, but at 10M codes answers ~200 queries/s a core in ~3 GB; this
+index answers ~8,000-10,000 in 2.8x the raw codes' memory (bench/index_bench.py), and takes
+adds and removals without a rebuild.
 
 How it works
 ------------
