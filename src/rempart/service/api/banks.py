@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -29,6 +29,7 @@ router = APIRouter(prefix="/v1/banks", tags=["banks"])
 Reader = Annotated[Principal, Depends(require_scope("banks:read"))]
 Writer = Annotated[Principal, Depends(require_scope("banks:write"))]
 Ctx = Annotated[ServiceContext, Depends(get_context)]
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The entry's id")]
 
 
 def bank_dict(ctx: ServiceContext, b: BankInfo) -> dict[str, Any]:
@@ -248,13 +249,13 @@ def _entry_in(ctx: ServiceContext, bank: str, tenant: str, entry_id: int) -> Ent
 
 
 @router.get("/{bank}/entries/{entry_id}", summary="Get an entry")
-def get_entry(bank: str, entry_id: int, p: Reader, ctx: Ctx) -> dict[str, Any]:
+def get_entry(bank: str, entry_id: EntryId, p: Reader, ctx: Ctx) -> dict[str, Any]:
     """One entry of the bank."""
     return entry_dict(_entry_in(ctx, bank, p.tenant, entry_id))
 
 
 @router.delete("/{bank}/entries/{entry_id}", summary="Delete an entry")
-def delete_entry(bank: str, entry_id: int, p: Writer, ctx: Ctx) -> dict[str, Any]:
+def delete_entry(bank: str, entry_id: EntryId, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Hard-delete one entry; it stops matching in every worker within a second."""
     result = ctx.store.remove_entries(bank, [entry_id], tenant=p.tenant)
     if not result.removed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/feeds", tags=["feeds"])
 Reader = Annotated[Principal, Depends(require_scope("banks:read"))]
 Writer = Annotated[Principal, Depends(require_scope("banks:write"))]
 Ctx = Annotated[ServiceContext, Depends(get_context)]
+FeedId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The feed's id")]
 
 
 class FeedIn(BaseModel):
@@ -71,13 +72,13 @@ def create_feed(body: FeedIn, p: Writer, ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/{feed_id}", summary="Get a feed")
-def get_feed(feed_id: int, p: Reader, ctx: Ctx) -> dict[str, Any]:
+def get_feed(feed_id: FeedId, p: Reader, ctx: Ctx) -> dict[str, Any]:
     """One feed, with its last run and error."""
     return FeedRepository(ctx.store).get(feed_id, p.tenant).to_dict()
 
 
 @router.patch("/{feed_id}", summary="Update a feed")
-def patch_feed(feed_id: int, body: FeedPatch, p: Writer, ctx: Ctx) -> dict[str, Any]:
+def patch_feed(feed_id: FeedId, body: FeedPatch, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Change URL, interval, config or enabled; ``reset_cursor`` restarts from scratch."""
     info = update_feed(
         ctx.store,
@@ -95,7 +96,7 @@ def patch_feed(feed_id: int, body: FeedPatch, p: Writer, ctx: Ctx) -> dict[str, 
 
 @router.delete("/{feed_id}", summary="Delete a feed")
 def remove_feed(
-    feed_id: int,
+    feed_id: FeedId,
     p: Writer,
     ctx: Ctx,
     keep_entries: Annotated[bool, Query(description="Keep the hashes it added")] = False,
@@ -107,7 +108,7 @@ def remove_feed(
 
 
 @router.post("/{feed_id}/sync", summary="Run a feed now")
-async def run_feed(feed_id: int, p: Writer, ctx: Ctx) -> dict[str, Any]:
+async def run_feed(feed_id: FeedId, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Pull the feed now and apply it; returns what was added and removed."""
     report = await run_in_threadpool(sync_feed, ctx.store, feed_id, tenant=p.tenant)
     _audit(ctx, p, "feed.sync", str(feed_id), added=report.added, removed=report.removed)
