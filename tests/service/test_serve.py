@@ -28,7 +28,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"server exited with status {proc.returncode}")
         try:
             if httpx.get(f"{url}/status", timeout=1).status_code == 200:
                 return
@@ -39,16 +39,30 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> N
 
 
 @pytest.fixture
-def env(db_url: str) -> dict[str, str]:
-    return dict(os.environ, REMPART_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        REMPART_DATABASE_URL=db_url,
+        PYTHONUNBUFFERED="1",
+        REMPART_TEST_LOG_DIR=str(tmp_path),
+    )
 
 
 def _start(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[str]:
+    # The server's log goes to a file, not a pipe nobody drains (a full pipe blocks it).
+    log = open(Path(env["REMPART_TEST_LOG_DIR"]) / f"serve-{port}.log", "a")  # noqa: SIM115
     return subprocess.Popen(
         [REMPART, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
         start_new_session=True,
     )
+
+
+def _log(env: dict[str, str], port: int) -> str:
+    return (Path(env["REMPART_TEST_LOG_DIR"]) / f"serve-{port}.log").read_text()
 
 
 @pytest.fixture
@@ -66,8 +80,13 @@ def server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 
 def _key(env: dict[str, str]) -> dict[str, str]:
-    out = subprocess.run([REMPART, "keys", "create", "--scopes", "admin"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [REMPART, "keys", "create", "--scopes", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     key = out.stdout.strip()
     assert key.startswith("rk_") and "\n" not in key  # only the key on stdout
     return {"Authorization": f"Bearer {key}"}
@@ -83,7 +102,8 @@ def test_serve_prints_how_to_start_and_serves_two_workers(server, env) -> None: 
     for _ in range(10):
         assert httpx.get(f"{url}/v1/banks/w", headers=h).status_code == 200
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    proc.wait(timeout=20)
+    err = _log(env, int(url.rsplit(":", 1)[1]))
     assert f"serving on {url}" in err and f"{url}/docs" in err
 
 
@@ -106,9 +126,13 @@ def test_kill_9_during_bulk_import_leaves_no_partial_rows(env) -> None:  # type:
 
     def send() -> None:
         try:
-            with httpx.stream("POST", f"{url}/v1/banks/big/import?format=hma", content=big,
-                              headers={**h, "Accept": "application/x-ndjson"},
-                              timeout=120) as resp:
+            with httpx.stream(
+                "POST",
+                f"{url}/v1/banks/big/import?format=hma",
+                content=big,
+                headers={**h, "Accept": "application/x-ndjson"},
+                timeout=120,
+            ) as resp:
                 for line in resp.iter_lines():
                     if '"progress"' in line:
                         progress.append(int(line.split(":")[1].rstrip("}")))
