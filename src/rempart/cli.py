@@ -604,13 +604,19 @@ def serve_cmd(
             port=port,
             workers=workers,
             log_level="info",
+            access_log=False,
             proxy_headers=True,
         )
     else:
         from rempart.service.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="info", proxy_headers=True
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=True,
+            access_log=False,
         )
 
 

@@ -311,14 +311,15 @@ class BankMatcher:
 
     def _match_exact(self, hashes: MediaHashes, banks: list[BankInfo]) -> list[Match]:
         by_id = {b.id: b for b in banks}
+        # One indexed query for both exact hashes; banks are filtered here, which is cheaper
+        # than compiling an IN list per scan.
+        hits = self._store.exact_hits({"md5": hashes.md5, "sha256": hashes.sha256})
         out = []
-        for signal, value in (("md5", hashes.md5), ("sha256", hashes.sha256)):
-            if not value:
-                continue
-            for entry in self._store.lookup_exact(signal, value, bank_ids=list(by_id)):
-                bank = by_id[entry.bank_id]
+        for entry_id, bank_id, signal in hits:
+            bank = by_id.get(bank_id)
+            if bank is not None and signal in ("md5", "sha256"):
                 out.append(
-                    Match(bank.name, bank.kind, entry.id, signal, 0, 0, None, bank_id=bank.id)
+                    Match(bank.name, bank.kind, entry_id, signal, 0, 0, None, bank_id=bank.id)
                 )
         return out
 

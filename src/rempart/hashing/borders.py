@@ -46,16 +46,27 @@ class BorderBox:
         return bool(self.top or self.bottom or self.left or self.right)
 
 
-def _leading_border(lines: NDArray[np.int16], tolerance: int, min_share: float) -> int:
-    """How many leading lines of ``lines`` (shape: lines, pixels, 3) are border."""
-    if lines.shape[0] == 0:
+def _leading_border(lines: NDArray[np.uint8], tolerance: int, min_share: float) -> int:
+    """How many leading lines of ``lines`` (shape: lines, pixels, 3) are border.
+
+    Lines are tested a chunk at a time, stopping at the first chunk that has a non-border
+    line: most photos have no border, so one chunk is all that is ever read.
+    """
+    n = lines.shape[0]
+    if n == 0:
         return 0
     reference = np.median(lines[0], axis=0)
-    close = np.abs(lines - reference).max(axis=2) <= tolerance
-    ok = close.mean(axis=1) >= min_share
-    if ok.all():
-        return int(lines.shape[0])
-    return int(np.argmin(ok))
+    done = 0
+    chunk = 8
+    while done < n:
+        part = lines[done : done + chunk].astype(np.int16)
+        close = np.abs(part - reference).max(axis=2) <= tolerance
+        ok = close.mean(axis=1) >= min_share
+        if not ok.all():
+            return done + int(np.argmin(ok))
+        done += part.shape[0]
+        chunk = min(chunk * 2, 256)
+    return int(n)
 
 
 def find_borders(
@@ -69,7 +80,7 @@ def find_borders(
     rows, cols = rgb.shape[:2]
     top = bottom = left = right = 0
     for _ in range(_ROUNDS):
-        view = rgb[top : rows - bottom, left : cols - right].astype(np.int16)
+        view = rgb[top : rows - bottom, left : cols - right]
         h, w = view.shape[:2]
         if h < _MIN_SIDE or w < _MIN_SIDE:
             break

@@ -5,10 +5,12 @@ Keys travel as ``Authorization: Bearer <key>``. ``admin`` implies every scope of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rempart.service.context import ServiceContext, get_context
@@ -31,10 +33,10 @@ class Principal:
         return f"key:{self.key_id}"
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that admits keys with ``scope`` (or ``admin``) and applies the rate limit."""
 
-    def dependency(
+    async def dependency(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         ctx: ServiceContext = Depends(get_context),  # noqa: B008
@@ -44,7 +46,9 @@ def require_scope(scope: str) -> Callable[..., Principal]:
                 "no API key given",
                 hint="send `Authorization: Bearer <key>`; create one with `rempart keys create`",
             )
-        info = ctx.verify_key(credentials.credentials)
+        cached, info = ctx.cached_key(credentials.credentials)
+        if not cached:  # ask the store (every 2 s per key), off the event loop
+            info = await run_in_threadpool(ctx.verify_key, credentials.credentials)
         if info is None:
             raise AuthError(
                 "the API key is unknown or revoked",

@@ -60,6 +60,7 @@ class ServiceContext:
         self._feeds: Any = None
         self._key_cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._shared: dict[str, tuple[float, set[int]]] = {}
+        self._listening: dict[str, tuple[float, frozenset[str]]] = {}
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -163,10 +164,25 @@ class ServiceContext:
             if item.done is not None:
                 item.done.set()
 
+    def listened(self, tenant: str) -> frozenset[str]:
+        """Events some enabled webhook of ``tenant`` subscribes to (cached for 1 second)."""
+        now = time.monotonic()
+        hit = self._listening.get(tenant)
+        if hit is not None and now - hit[0] < 1.0:
+            return hit[1]
+        events: frozenset[str] = frozenset()
+        if self.webhooks is not None:
+            events = frozenset(e for w in self.webhooks.list(tenant) if w.enabled for e in w.events)
+        self._listening[tenant] = (now, events)
+        return events
+
     def submit(
         self, scan: ScanRecord | None, events: list[tuple[str, str, dict[str, Any]]]
     ) -> None:
         """Queue a scan record and webhook events for the recorder thread."""
+        events = [e for e in events if e[1] in self.listened(e[0])]
+        if scan is None and not events:
+            return
         try:
             self._queue.put_nowait(_Pending(scan, events))
         except queue.Full:
@@ -182,6 +198,14 @@ class ServiceContext:
         return done.wait(timeout_s)
 
     # -- helpers for routes ----------------------------------------------------------------
+
+    def cached_key(self, key: str) -> tuple[bool, KeyInfo | None]:
+        """``(True, answer)`` when :meth:`verify_key` answered for ``key`` within 2 seconds,
+        else ``(False, None)``: lets async code skip the thread pool on the common path."""
+        hit = self._key_cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < 2.0:
+            return True, hit[1]
+        return False, None
 
     def verify_key(self, key: str) -> KeyInfo | None:
         """A key check cached for 2 seconds (so revocation takes effect within 2 s)."""
@@ -210,7 +234,7 @@ class ServiceContext:
         return self.scanner.matcher.size()
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     """The process's ServiceContext (a FastAPI dependency)."""
     ctx: ServiceContext = request.app.state.ctx
     return ctx

@@ -17,7 +17,7 @@ How a matcher process stays current without rebuilding::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from types import TracebackType
@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -524,6 +525,19 @@ class Store:
                 query = query.where(B.enabled.is_(True))
             rows = conn.execute(query.order_by(E.id)).all()
         return [self._to_entry(r) for r in rows]
+
+    def exact_hits(self, values: Mapping[str, str]) -> list[tuple[int, int, str]]:
+        """``(entry_id, bank_id, signal)`` of every entry equal to one of ``values``
+        (signal -> canonical hex), in every bank: the scan path's one round trip for its
+        exact hashes (the caller filters banks). Values must already be canonical."""
+        pairs = [(s, v) for s, v in values.items() if v]
+        if not pairs:
+            return []
+        with self._engine.connect() as conn:
+            query = select(E.id, E.bank_id, E.signal).where(
+                or_(*(and_(E.signal == s, E.value == v) for s, v in pairs))
+            )
+            return [(int(i), int(b), str(sig)) for i, b, sig in conn.execute(query)]
 
     def count_entries(self, signal: str | None = None) -> int:
         """How many entries the store holds (of one signal type, or all)."""

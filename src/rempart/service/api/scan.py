@@ -131,7 +131,7 @@ async def scan(
 
 
 @router.get("/lookup", summary="Look up hashes computed elsewhere")
-def lookup(
+async def lookup(
     principal: Annotated[Principal, Depends(require_scope("scan"))],
     ctx: Annotated[ServiceContext, Depends(get_context)],
     pdq: Annotated[str | None, Query(description="PDQ hash, 64 hex")] = None,
@@ -157,9 +157,15 @@ def lookup(
         pdq=get_signal("pdq").validate(pdq) if pdq else None,
         pdq_quality=None,
     )
-    match = ctx.scanner.matcher.match(
-        hashes, banks=bank, tenant=principal.tenant, shared=ctx.shared_with(principal.tenant)
-    )
+    shared = ctx.shared_with(principal.tenant)
+    if md5 or sha256:  # exact hashes are looked up in the store: off the event loop
+        match = await run_in_threadpool(
+            ctx.scanner.matcher.match, hashes, banks=bank, tenant=principal.tenant, shared=shared
+        )
+    else:  # PDQ only: an in-memory index search, sub-millisecond
+        match = ctx.scanner.matcher.match(
+            hashes, banks=bank, tenant=principal.tenant, shared=shared
+        )
     timings = {"match": (time.perf_counter() - t0) * 1e3}
     body = _outcome(ctx, principal, hashes, match, timings, record=False)
     del body["id"]
