@@ -1,69 +1,36 @@
 """Policy: signals in, a verdict with its reasons out.
 
-This is the shipped default for hash matching; declarative per-tenant rules come with the
-evidence signals. The verdict keeps every reason -- rule, signal, value, threshold -- so a
-reviewer sees why, and "no match" is never presented as "safe".
+Signals become *facts* (named lists of :class:`Evidence`: what was seen, its value, the
+threshold it passed); a :class:`Policy` is an ordered list of declarative rules, each firing
+when all the facts it names are present. The most severe action among the rules that fired
+wins (block > review > allow); a fact named in a rule's ``unless`` suppresses it (an allow
+bank suppresses hash blocks). The verdict keeps every reason -- rule, signal, value,
+threshold -- so a reviewer sees why, and "no rule fired" is never presented as "safe".
+
+Rules are written per tenant in TOML (see ``docs/policy.md``); :data:`DEFAULT_POLICY` is
+shipped.
 """
 
-from __future__ import annotations
+from rempart.policy.facts import Evidence, Facts, facts_from_match
+from rempart.policy.rules import (
+    DEFAULT_POLICY,
+    DEFAULT_POLICY_TOML,
+    Policy,
+    Rule,
+    Verdict,
+    decide,
+    load_policy,
+)
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from rempart.matcher import MatchResult
-
-Action = Literal["block", "review", "allow"]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What to do with an upload, and why."""
-
-    action: Action
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON shape: ``{"verdict": ..., "reasons": [...]}``."""
-        return {"verdict": self.action, "reasons": list(self.reasons)}
-
-
-def decide(match: MatchResult) -> Verdict:
-    """The default rules: a block-bank match blocks; an allow-bank match suppresses it."""
-    if match.matches:
-        return Verdict(
-            "block",
-            [
-                {
-                    "rule": "block-bank-match",
-                    "bank": m.bank,
-                    "signal": m.signal,
-                    "value": m.distance,
-                    "threshold": m.threshold,
-                    "variant": m.variant,
-                }
-                for m in match.matches
-            ],
-        )
-    if match.allowed:
-        return Verdict(
-            "allow",
-            [
-                {
-                    "rule": "allow-bank-match",
-                    "bank": m.bank,
-                    "signal": m.signal,
-                    "value": m.distance,
-                    "threshold": m.threshold,
-                }
-                for m in match.allowed
-            ],
-        )
-    return Verdict(
-        "allow",
-        [
-            {
-                "rule": "no-match",
-                "detail": "no bank matched; this is not evidence that the image is harmless",
-            }
-        ],
-    )
+__all__ = [
+    "DEFAULT_POLICY",
+    "DEFAULT_POLICY_TOML",
+    "Evidence",
+    "Facts",
+    "Policy",
+    "Rule",
+    "Verdict",
+    "decide",
+    "facts_from_match",
+    "load_policy",
+]
