@@ -10,6 +10,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# Test-only: the invisible-watermark library's encoder makes the watermark tests' positives.
+	@# Installed without its dependencies, which would pull torch; the tests load only its
+	@# numpy/OpenCV encoder module.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps invisible-watermark==0.2.0
 	@touch $@
 
 install: $(VENV)/.installed

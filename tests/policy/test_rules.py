@@ -52,8 +52,7 @@ def test_enrolled_face_with_nudity_is_high_priority_review() -> None:
 def test_generation_with_nudity_is_normal_review_and_block_wins() -> None:
     v = DEFAULT_POLICY.decide({"generation": GEN, "nudity_exposed": NUDE})
     assert (v.action, v.priority) == ("review", "normal")
-    both = decide(MatchResult(matches=[_m("r")]), facts={"generation": GEN,
-                                                         "nudity_exposed": NUDE})
+    both = decide(MatchResult(matches=[_m("r")]), facts={"generation": GEN, "nudity_exposed": NUDE})
     assert both.action == "block" and both.reasons[0]["rule"] == "block-bank-match"
     assert any(r["rule"] == "generated-exposed" for r in both.reasons)
 
@@ -78,8 +77,11 @@ def test_custom_policy_from_a_file(tmp_path: Path) -> None:
         ("[[rules]]\nname='a'\nwhen=[]\naction='block'\ncolour='red'", "unknown keys"),
         ("[[rules]]\nname='a'\nwhen=[1]\naction='block'", "list of fact names"),
         ("[[rules]]\nname='a'\nwhen=['x']\naction='review'\npriority='urgent'", "priority"),
-        ("[[rules]]\nname='a'\nwhen=['x']\naction='block'\n[[rules]]\nname='a'\n"
-         "when=['y']\naction='block'", "two rules"),
+        (
+            "[[rules]]\nname='a'\nwhen=['x']\naction='block'\n[[rules]]\nname='a'\n"
+            "when=['y']\naction='block'",
+            "two rules",
+        ),
         ("[[rules", "not valid TOML"),
     ],
 )

@@ -12,7 +12,7 @@ LIST: dict[str, bytes] = {"body": b""}
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Content-Length", str(len(LIST["body"])))
@@ -36,8 +36,17 @@ def test_feed_crud_and_sync(service, feed_url: str) -> None:  # type: ignore[no-
     md5s = [f"{i:032x}" for i in range(1, 4)]
     LIST["body"] = "".join(f'{{"signal": "md5", "value": "{m}"}}\n' for m in md5s).encode()
     c.post("/v1/banks", json={"name": "fed"}, headers=h)
-    r = c.post("/v1/feeds", headers=h, json={"bank": "fed", "name": "partner", "kind": "jsonl",
-                                             "url": feed_url, "interval_s": 3600})
+    r = c.post(
+        "/v1/feeds",
+        headers=h,
+        json={
+            "bank": "fed",
+            "name": "partner",
+            "kind": "jsonl",
+            "url": feed_url,
+            "interval_s": 3600,
+        },
+    )
     assert r.status_code == 201, r.text
     feed_id = r.json()["id"]
     report = c.post(f"/v1/feeds/{feed_id}/sync", headers=h).json()
@@ -51,6 +60,9 @@ def test_feed_crud_and_sync(service, feed_url: str) -> None:  # type: ignore[no-
     assert c.get(f"/v1/feeds/{feed_id}", headers=other).status_code == 404
     gone = c.delete(f"/v1/feeds/{feed_id}", headers=h).json()
     assert gone == {"deleted": "partner", "entries_removed": 2}
-    bad = c.post("/v1/feeds", headers=h, json={"bank": "fed", "name": "x", "kind": "stopncii",
-                                               "url": feed_url})
+    bad = c.post(
+        "/v1/feeds",
+        headers=h,
+        json={"bank": "fed", "name": "x", "kind": "stopncii", "url": feed_url},
+    )
     assert bad.status_code in (400, 422) and bad.json()["code"]

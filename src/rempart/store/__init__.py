@@ -7,6 +7,7 @@
 1
 """
 
+from rempart.store.faces import FaceTemplates as FaceTemplates  # registers face_templates
 from rempart.store.records import (
     AddResult,
     BankInfo,
