@@ -282,6 +282,62 @@ def match_cmd(
         raise typer.Exit(1)
 
 
+@app.command("scan")
+def scan_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
+    signals: Annotated[
+        str,
+        typer.Option(
+            help="Evidence to gather: all, hashes, or some of provenance, watermark, "
+            "faces, detectors (comma-separated)."
+        ),
+    ] = "all",
+    bank: Annotated[
+        list[str] | None, typer.Option("--bank", help="Bank to match (repeatable; default all).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="A policy TOML file (default: the shipped policy).")
+    ] = None,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Scan files: hashes and bank matches, evidence of generation, faces of enrolled people,
+    and the policy's verdict with its reasons. One JSON object per file.
+
+    Every match and every face is a lead for a human to review, never an identification;
+    no evidence of generation never means authentic.
+    """
+    from rempart.evidence.collect import parse_signals
+    from rempart.policy import DEFAULT_POLICY, load_policy
+    from rempart.scan import Scanner
+
+    try:
+        wanted = parse_signals(signals)
+        chosen = load_policy(policy) if policy else DEFAULT_POLICY
+        scanner = Scanner(_store(database_url), _settings(database_url), policy=chosen)
+        scanner.matcher.banks_for(bank, tenant)
+    except RempartError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(RempartError(f"cannot read {policy}: {e.strerror}", code="unreadable"))
+    files = list(iter_files(paths))
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task("scanning", total=len(files))
+        for path in files:
+            try:
+                result = scanner.scan_file(path, banks=bank, tenant=tenant, signals=wanted)
+                obj: dict[str, Any] = {"path": str(path), **result.to_dict()}
+            except (RempartError, OSError) as e:
+                obj = _error_dict(path, e)
+                failed += 1
+            _emit(obj)
+            progress.advance(task)
+    if failed:
+        err.print(f"{failed} of {len(files)} files could not be scanned (see their `error`).")
+        raise typer.Exit(1)
+
+
 # -- banks ---------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     #: Hash borderless copies too when matching (letterboxed re-uploads).
     trim_borders: bool = True
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    #: Key (32 bytes, base64 or hex) that seals enrolled face templates (AES-GCM). Without it,
+    #: faces are detected but never matched or enrolled.
+    face_template_key: SecretStr | None = None
+    #: Face distance at or under which a face is a lead for an enrolled person.
+    face_threshold: float = Field(default=0.6, gt=0, le=2)
+    #: PEM file of C2PA trust anchors (issuers whose credentials count as trusted).
+    c2pa_trust_anchors: Path | None = None
+    #: Manifests (TOML) of the operator's learned detectors.
+    detectors: list[Path] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(

@@ -359,3 +359,21 @@ def test_image_formats_scan(service, n: int) -> None:  # type: ignore[no-untyped
         r = c.post("/v1/scan", content=buf.getvalue(), headers=h)
         assert r.status_code == 200, (fmt, r.text)
         assert r.json()["hashes"]["format"] == fmt.lower()
+
+
+def test_scan_with_evidence_signals(service) -> None:  # type: ignore[no-untyped-def]
+    from PIL import PngImagePlugin
+
+    c, h = service.client, service.key("scan")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a hill\nSteps: 20, Sampler: Euler a, Seed: 1, Model: sd15")
+    buf = io.BytesIO()
+    synthetic_photo(11).save(buf, "PNG", pnginfo=info)
+    r = c.post("/v1/scan?signals=provenance", content=buf.getvalue(), headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["provenance"]["findings"][0]["source"] == "a1111"
+    assert body["verdict"] == "allow" and "provenance" in body["timings_ms"]
+    _problem(
+        c.post("/v1/scan?signals=bogus", content=buf.getvalue(), headers=h), 400, "unknown_signal"
+    )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from rempart.entries import entries_for_values
 from rempart.errors import RempartError
+from rempart.evidence.collect import EvidenceResult, parse_signals
 from rempart.hashing import MediaHashes
 from rempart.matcher import MatchResult
 from rempart.policy import decide
@@ -69,11 +70,16 @@ def _outcome(
     timings: dict[str, float],
     *,
     record: bool,
+    evidence: EvidenceResult | None = None,
 ) -> dict[str, Any]:
-    verdict = decide(match)
+    evidence = evidence or EvidenceResult()
+    verdict = decide(match, ctx.scanner.policy, evidence.facts)
     scan_id = str(uuid.uuid4())
     body: dict[str, Any] = {"id": scan_id, "hashes": hashes.to_dict()}
     body.update(match.to_dict())
+    body.update(evidence.parts)
+    if evidence.warnings:
+        body["warnings"] = body.get("warnings", []) + evidence.warnings
     body.update(verdict.to_dict())
     body["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
     for m in match.matches:
@@ -85,6 +91,7 @@ def _outcome(
             "matches": [{**m.to_dict(), "bank_id": m.bank_id} for m in match.matches],
             "suppressed": [{**m.to_dict(), "bank_id": m.bank_id} for m in match.suppressed],
             "verdict": verdict.action,
+            "priority": verdict.priority,
             "reasons": verdict.reasons,
         }
         stored = ScanRecord(
@@ -109,12 +116,21 @@ async def scan(
     ctx: Annotated[ServiceContext, Depends(get_context)],
     bank: Annotated[list[str] | None, Query(description="Banks to match (default: all)")] = None,
     trim_borders: Annotated[bool | None, Query(description="Also match borderless")] = None,
+    signals: Annotated[
+        str | None,
+        Query(
+            description="Evidence to gather: all, or some of provenance, watermark, faces, "
+            "detectors (hashes always)",
+            max_length=200,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Hash the upload, match it against the tenant's banks and return the verdict.
 
     The bytes are processed in memory and not stored; the scan record keeps hashes, matches
     and the verdict (for feedback and webhooks).
     """
+    wanted = parse_signals(signals)
     t0 = time.perf_counter()
     data = await read_upload(request, ctx.settings.limits.max_bytes)
     t1 = time.perf_counter()
@@ -125,9 +141,12 @@ async def scan(
         tenant=principal.tenant,
         shared=ctx.shared_with(principal.tenant),
         trim_borders=trim_borders,
+        signals=wanted,
     )
     timings = {"read": (t1 - t0) * 1e3, **result.timings_ms}
-    return _outcome(ctx, principal, result.hashes, result.match, timings, record=True)
+    return _outcome(
+        ctx, principal, result.hashes, result.match, timings, record=True, evidence=result.evidence
+    )
 
 
 @router.get("/lookup", summary="Look up hashes computed elsewhere")
