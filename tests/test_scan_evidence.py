@@ -108,3 +108,26 @@ def test_cli_scan_prints_evidence_and_verdict(tmp_path: Path, monkeypatch) -> No
     assert "provenance" in out["timings_ms"] and "watermarks" in out
     bad = CliRunner().invoke(app, ["scan", "--signals", "everything", str(img)])
     assert bad.exit_code == 2 and "unknown signal" in bad.stderr
+
+
+@pytest.mark.slow
+def test_faces_cli_enrol_list_remove(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    if not FACES.is_dir():
+        pytest.skip(f"reference face photos not found at {FACES} (the shared data directory)")
+    monkeypatch.setenv("REMPART_DATABASE_URL", f"sqlite:///{tmp_path / 'f.db'}")
+    runner = CliRunner()
+    no_key = runner.invoke(app, ["faces", "list"])
+    assert no_key.exit_code == 2 and "REMPART_FACE_TEMPLATE_KEY" in no_key.stderr
+    monkeypatch.setenv("REMPART_FACE_TEMPLATE_KEY", base64.b64encode(bytes(32)).decode())
+    ok = runner.invoke(
+        app, ["faces", "enrol", "p-1", str(FACES / "obama.jpg"), str(FACES / "obama2.jpg")]
+    )
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"person": "p-1", "templates": 2}
+    two = runner.invoke(app, ["faces", "enrol", "p-2", str(FACES / "two_people.jpg")])
+    assert two.exit_code == 2 and "exactly one" in two.stderr
+    listed = [json.loads(x) for x in runner.invoke(app, ["faces", "list"]).stdout.splitlines()]
+    assert [p["person_id"] for p in listed] == ["p-1"]
+    gone = runner.invoke(app, ["faces", "remove", "p-1"])
+    assert json.loads(gone.stdout) == {"person": "p-1", "removed": 2}
+    assert runner.invoke(app, ["faces", "list"]).stdout.strip() == ""

@@ -43,6 +43,11 @@ bank_app = typer.Typer(help="Create, fill and inspect hash banks.", no_args_is_h
 app.add_typer(bank_app, name="bank")
 keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+faces_app = typer.Typer(
+    help="Face templates of people who enrolled for protection (encrypted at rest).",
+    no_args_is_help=True,
+)
+app.add_typer(faces_app, name="faces")
 
 err = Console(stderr=True)
 
@@ -336,6 +341,85 @@ def scan_cmd(
     if failed:
         err.print(f"{failed} of {len(files)} files could not be scanned (see their `error`).")
         raise typer.Exit(1)
+
+
+def _face_templates(database_url: str | None) -> Any:
+    from rempart.store.faces import FaceTemplates, parse_key
+
+    settings = _settings(database_url)
+    if settings.face_template_key is None:
+        raise RempartError(
+            "no face template key is configured",
+            code="no_face_key",
+            hint="set REMPART_FACE_TEMPLATE_KEY to 32 random bytes in base64, e.g. the output "
+            'of `python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`',
+        )
+    store = _store(database_url)
+    return store, FaceTemplates(store, parse_key(settings.face_template_key.get_secret_value()))
+
+
+@faces_app.command("enrol")
+def faces_enrol(
+    person: Annotated[str, typer.Argument(help="An opaque id for the person (not a name).")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos of that person alone.")],
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Enrol a person who asked for protection, from photos of her or him alone.
+
+    Only the face templates are kept (encrypted); the photos are not.
+    """
+    from rempart.evidence.faces import FaceAnalyzer
+    from rempart.media import decode_image, read_media_file
+
+    try:
+        store, templates = _face_templates(database_url)
+        settings = _settings(database_url)
+        analyzer = FaceAnalyzer()
+        embeddings = []
+        for photo in photos:
+            rgb = decode_image(
+                read_media_file(photo, settings.limits), settings.limits, draft_min_side=None
+            ).rgb
+            faces = [f for f in analyzer.faces(rgb) if f.embedding is not None]
+            if len(faces) != 1:
+                raise RempartError(
+                    f"{photo}: {len(faces)} faces found; enrolment needs exactly one",
+                    code="enrol_needs_one_face",
+                    hint="use photos in which the person is alone and facing the camera",
+                )
+            embeddings.append(faces[0].embedding)
+        added = templates.enrol(person, tenant, embeddings)
+        _audit(store, tenant, "face.enrol", person, templates=added)
+    except RempartError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(RempartError(f"cannot read a photo: {e}", code="unreadable"))
+    _emit({"person": person, "templates": added})
+
+
+@faces_app.command("list")
+def faces_list(tenant: Tenant = "default", database_url: DatabaseUrl = None) -> None:
+    """List enrolled people (ids and template counts, never templates)."""
+    try:
+        _, templates = _face_templates(database_url)
+        people = templates.list(tenant)
+    except RempartError as e:
+        _fail(e)
+    for p in people:
+        _emit(p.to_dict())
+
+
+@faces_app.command("remove")
+def faces_remove(person: str, tenant: Tenant = "default", database_url: DatabaseUrl = None) -> None:
+    """Delete every template of a person (hard delete)."""
+    try:
+        store, templates = _face_templates(database_url)
+        removed = templates.remove(person, tenant)
+        _audit(store, tenant, "face.remove", person, templates=removed)
+    except RempartError as e:
+        _fail(e)
+    _emit({"person": person, "removed": removed})
 
 
 # -- banks ---------------------------------------------------------------------------------
