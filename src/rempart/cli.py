@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -142,6 +142,31 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
+def _each_file(
+    paths: list[Path],
+    verb: tuple[str, str],
+    work: Callable[[Path], dict[str, Any]],
+    emit: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Run ``work`` on every file under ``paths`` with a progress bar, printing one result
+    per file; a file that fails is reported and the run goes on (exit status 1 at the end)."""
+    files = list(iter_files(paths))
+    failed = 0
+    with _progress() as progress:
+        task = progress.add_task(verb[0], total=len(files))
+        for path in files:
+            try:
+                obj = {"path": str(path), **work(path)}
+            except (RempartError, OSError) as e:
+                obj = _error_dict(path, e)
+                failed += 1
+            (emit or _emit)(obj)
+            progress.advance(task)
+    if failed:
+        err.print(f"{failed} of {len(files)} files could not be {verb[1]} (see their `error`).")
+        raise typer.Exit(1)
+
+
 def _error_dict(path: Path, error: RempartError | OSError) -> dict[str, Any]:
     if isinstance(error, RempartError):
         return {"path": str(path), "error": error.to_dict()}
@@ -210,33 +235,24 @@ def hash_cmd(
     from rempart.media import read_media_file
 
     settings = _settings(database_url)
-    files = list(iter_files(paths))
-    writer = None
+    writer: csv.DictWriter[str] | None = None
     if fmt is HashOutput.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
-    failed = 0
-    with _progress() as progress:
-        task = progress.add_task("hashing", total=len(files))
-        for path in files:
-            try:
-                data = read_media_file(path, settings.limits)
-                hashes = hash_media(
-                    data, limits=settings.limits, dihedral=dihedral, trim_borders=trim_borders
-                )
-                obj: dict[str, Any] = {"path": str(path), **hashes.to_dict()}
-            except (RempartError, OSError) as e:
-                obj = _error_dict(path, e)
-                failed += 1
-            if writer is not None:
-                writer.writerow(_csv_row(obj))
-                sys.stdout.flush()
-            else:
-                _emit(obj)
-            progress.advance(task)
-    if failed:
-        err.print(f"{failed} of {len(files)} files could not be hashed (see their `error`).")
-        raise typer.Exit(1)
+
+    def work(path: Path) -> dict[str, Any]:
+        data = read_media_file(path, settings.limits)
+        hashes = hash_media(
+            data, limits=settings.limits, dihedral=dihedral, trim_borders=trim_borders
+        )
+        return hashes.to_dict()
+
+    def emit_csv(obj: dict[str, Any]) -> None:
+        assert writer is not None
+        writer.writerow(_csv_row(obj))
+        sys.stdout.flush()
+
+    _each_file(paths, ("hashing", "hashed"), work, emit_csv if writer is not None else None)
 
 
 # -- match ---------------------------------------------------------------------------------
@@ -265,26 +281,17 @@ def match_cmd(
         scanner.matcher.banks_for(bank, tenant)  # unknown bank names fail before any work
     except RempartError as e:
         _fail(e)
-    files = list(iter_files(paths))
-    failed = 0
-    with _progress() as progress:
-        task = progress.add_task("matching", total=len(files))
-        for path in files:
-            try:
-                result = scanner.scan_file(
-                    path, banks=bank, tenant=tenant, trim_borders=False if no_trim else None
-                )
-                obj = {"path": str(path), **result.match.to_dict()}
-                obj["pdq"] = result.hashes.pdq
-                obj["pdq_quality"] = result.hashes.pdq_quality
-            except (RempartError, OSError) as e:
-                obj = _error_dict(path, e)
-                failed += 1
-            _emit(obj)
-            progress.advance(task)
-    if failed:
-        err.print(f"{failed} of {len(files)} files could not be matched (see their `error`).")
-        raise typer.Exit(1)
+
+    def work(path: Path) -> dict[str, Any]:
+        result = scanner.scan_file(
+            path, banks=bank, tenant=tenant, trim_borders=False if no_trim else None
+        )
+        obj = result.match.to_dict()
+        obj["pdq"] = result.hashes.pdq
+        obj["pdq_quality"] = result.hashes.pdq_quality
+        return obj
+
+    _each_file(paths, ("matching", "matched"), work)
 
 
 @app.command("scan")
@@ -325,22 +332,11 @@ def scan_cmd(
         _fail(e)
     except OSError as e:
         _fail(RempartError(f"cannot read {policy}: {e.strerror}", code="unreadable"))
-    files = list(iter_files(paths))
-    failed = 0
-    with _progress() as progress:
-        task = progress.add_task("scanning", total=len(files))
-        for path in files:
-            try:
-                result = scanner.scan_file(path, banks=bank, tenant=tenant, signals=wanted)
-                obj: dict[str, Any] = {"path": str(path), **result.to_dict()}
-            except (RempartError, OSError) as e:
-                obj = _error_dict(path, e)
-                failed += 1
-            _emit(obj)
-            progress.advance(task)
-    if failed:
-        err.print(f"{failed} of {len(files)} files could not be scanned (see their `error`).")
-        raise typer.Exit(1)
+    _each_file(
+        paths,
+        ("scanning", "scanned"),
+        lambda path: scanner.scan_file(path, banks=bank, tenant=tenant, signals=wanted).to_dict(),
+    )
 
 
 def _face_templates(database_url: str | None) -> Any:
