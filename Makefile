@@ -42,7 +42,7 @@ lint: install
 
 ## Re-pin dependencies after changing pyproject.toml.
 lock:
-	$(VENV)/bin/pip-compile -q --extra test --extra bench --extra dev --no-emit-index-url \
+	$(VENV)/bin/pip-compile -q --extra test --extra bench --extra dev --extra nudity --no-emit-index-url \
 		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
 
 clean:

@@ -35,7 +35,7 @@ def _generated_png() -> bytes:
 
 
 def test_parse_signals() -> None:
-    assert parse_signals("all") == {"provenance", "watermark", "faces", "detectors"}
+    assert parse_signals("all") == {"provenance", "watermark", "nudity", "faces", "detectors"}
     assert parse_signals("hashes") == frozenset()
     assert parse_signals("provenance, faces") == {"provenance", "faces"}
     with pytest.raises(RempartError) as info:
@@ -131,3 +131,17 @@ def test_faces_cli_enrol_list_remove(tmp_path: Path, monkeypatch) -> None:  # ty
     gone = runner.invoke(app, ["faces", "remove", "p-1"])
     assert json.loads(gone.stdout) == {"person": "p-1", "removed": 2}
     assert runner.invoke(app, ["faces", "list"]).stdout.strip() == ""
+
+
+def test_nudity_signal_on_a_clothed_portrait(store) -> None:  # type: ignore[no-untyped-def]
+    """Nudity is tested through its non-sexual classes only: faces on clothed portraits."""
+    if not FACES.is_dir():
+        pytest.skip(f"reference face photos not found at {FACES} (the shared data directory)")
+    scanner = Scanner(store, load_settings())
+    out = scanner.scan_bytes(
+        (FACES / "biden.jpg").read_bytes(), signals=parse_signals("nudity")
+    ).to_dict()
+    regions = out["nudity"]["regions"]
+    assert any(r["class"] in ("FACE_FEMALE", "FACE_MALE") for r in regions)
+    assert all(r["exposure"] == "none" for r in regions)
+    assert out["verdict"] == "allow" and "nudity" in out["timings_ms"]

@@ -1,9 +1,9 @@
 """Collecting evidence for a scan: which signals run, their results, and the policy facts.
 
 Signals: ``provenance`` (C2PA, IPTC, generator metadata), ``watermark`` (Stable Diffusion
-invisible watermarks), ``faces`` (detection; matching against enrolled people when a face key
-is configured), ``detectors`` (the operator's ONNX models). ``all`` means every one of them.
-Hashes and bank matching always run.
+invisible watermarks), ``nudity`` (NudeNet regions, an optional extra), ``faces`` (detection;
+matching against enrolled people when a face key is configured), ``detectors`` (the
+operator's ONNX models). ``all`` means every one of them. Hashes and bank matching always run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rempart.policy import Evidence, Facts
 from rempart.settings import Settings
 from rempart.store import Store
 
-SIGNALS = ("provenance", "watermark", "faces", "detectors")
+SIGNALS = ("provenance", "watermark", "nudity", "faces", "detectors")
 #: Provenance strengths that count as evidence of generation for the policy.
 _GENERATION_STRENGTHS = {"strong", "moderate"}
 _WATERMARK_BANDS = {"likely", "very likely"}
@@ -68,6 +68,7 @@ class EvidenceCollector:
         self._lock = threading.Lock()
         self._faces: Any = None
         self._detectors: list[Detector] | None = None
+        self._nudity: Any = None
         anchors = settings.c2pa_trust_anchors
         self._anchors = anchors.read_text(encoding="utf-8") if anchors else None
 
@@ -78,6 +79,14 @@ class EvidenceCollector:
 
                 self._faces = FaceAnalyzer()
             return self._faces
+
+    def _nudity_detector(self) -> Any:
+        with self._lock:
+            if self._nudity is None:
+                from rempart.evidence.nudity import NudityDetector
+
+                self._nudity = NudityDetector()
+            return self._nudity
 
     def _loaded_detectors(self) -> list[Detector]:
         with self._lock:
@@ -100,7 +109,7 @@ class EvidenceCollector:
                     Evidence(f.source, f.strength, None, {"summary": f.summary}) for f in gen
                 )
             out.timings_ms["provenance"] = (time.perf_counter() - t0) * 1e3
-        pixel_signals = signals & {"watermark", "faces", "detectors"}
+        pixel_signals = signals & {"watermark", "nudity", "faces", "detectors"}
         if not pixel_signals:
             return out
         try:
@@ -112,6 +121,8 @@ class EvidenceCollector:
             raise
         if "watermark" in signals:
             self._watermarks(rgb, out)
+        if "nudity" in signals:
+            self._run_nudity(rgb, out)
         if "detectors" in signals:
             self._run_detectors(rgb, out)
         if "faces" in signals:
@@ -128,6 +139,22 @@ class EvidenceCollector:
                 Evidence(w.source, w.matched_bits, w.total_bits, {"band": w.band}) for w in strong
             )
         out.timings_ms["watermark"] = (time.perf_counter() - t0) * 1e3
+
+    def _run_nudity(self, rgb: np.ndarray, out: EvidenceResult) -> None:
+        from rempart.evidence.nudity import nudity_evidence
+
+        t0 = time.perf_counter()
+        detector = self._nudity_detector()
+        regions = detector.regions(rgb)
+        # Classes, scores and boxes only: crops are never made or kept.
+        out.parts["nudity"] = {
+            "regions": [r.to_dict() for r in regions],
+            "threshold": detector.threshold,
+        }
+        evidence = nudity_evidence(regions, detector.threshold)
+        if evidence:
+            out.facts.setdefault("nudity_exposed", []).extend(evidence)
+        out.timings_ms["nudity"] = (time.perf_counter() - t0) * 1e3
 
     def _run_detectors(self, rgb: np.ndarray, out: EvidenceResult) -> None:
         t0 = time.perf_counter()
