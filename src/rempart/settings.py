@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     c2pa_trust_anchors: Path | None = None
     #: Manifests (TOML) of the operator's learned detectors.
     detectors: list[Path] = Field(default_factory=list)
+    #: Policy file (TOML) per tenant; tenants not named use the shipped policy.
+    policies: dict[str, Path] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

@@ -377,3 +377,25 @@ def test_scan_with_evidence_signals(service) -> None:  # type: ignore[no-untyped
     _problem(
         c.post("/v1/scan?signals=bogus", content=buf.getvalue(), headers=h), 400, "unknown_signal"
     )
+
+
+def test_policy_per_tenant(make_service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    strict = tmp_path / "strict.toml"
+    strict.write_text(
+        '[[rules]]\nname = "any-generation"\nwhen = ["generation"]\naction = "review"\n'
+        'priority = "low"\n'
+    )
+    service = make_service(policies={"strict-tenant": str(strict)})
+    c = service.client
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a hill\nSteps: 20, Sampler: Euler a, Seed: 1, Model: sd15")
+    buf = io.BytesIO()
+    synthetic_photo(12).save(buf, "PNG", pnginfo=info)
+    strict_key, default_key = service.key("scan", "strict-tenant"), service.key("scan")
+    r = c.post("/v1/scan?signals=provenance", content=buf.getvalue(), headers=strict_key)
+    assert (r.json()["verdict"], r.json()["priority"]) == ("review", "low")
+    assert r.json()["reasons"][0]["rule"] == "any-generation"
+    r = c.post("/v1/scan?signals=provenance", content=buf.getvalue(), headers=default_key)
+    assert r.json()["verdict"] == "allow"

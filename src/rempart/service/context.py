@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import Request
 
+from rempart.policy import Policy, load_policy
 from rempart.scan import Scanner
 from rempart.service.metrics import INDEX_SIZE
 from rempart.service.ratelimit import RateLimiter
@@ -53,6 +54,12 @@ class ServiceContext:
         self.audit = AuditLog(self.store)
         self.scans = ScanRepository(self.store)
         self.shares = ShareRepository(self.store)
+        # Policies load at start: a bad policy file stops the service with a clear error
+        # rather than failing scans later.
+        self.policies: dict[str, Policy] = {
+            tenant: load_policy(path, name=f"{tenant}:{path.name}")
+            for tenant, path in settings.policies.items()
+        }
         svc = settings.service
         self.limiter = RateLimiter(svc.rate_limit_per_s, svc.rate_limit_burst)
         self.webhooks: Any = None
@@ -228,6 +235,10 @@ class ServiceContext:
         ids = self.shares.shared_with(tenant)
         self._shared[tenant] = (now, ids)
         return ids
+
+    def policy_for(self, tenant: str) -> Policy:
+        """The tenant's policy (the shipped one unless configured)."""
+        return self.policies.get(tenant, self.scanner.policy)
 
     def index_size(self) -> int:
         """PDQ hashes held by this worker's index."""

@@ -73,7 +73,7 @@ def _outcome(
     evidence: EvidenceResult | None = None,
 ) -> dict[str, Any]:
     evidence = evidence or EvidenceResult()
-    verdict = decide(match, ctx.scanner.policy, evidence.facts)
+    verdict = decide(match, ctx.policy_for(principal.tenant), evidence.facts)
     scan_id = str(uuid.uuid4())
     body: dict[str, Any] = {"id": scan_id, "hashes": hashes.to_dict()}
     body.update(match.to_dict())
