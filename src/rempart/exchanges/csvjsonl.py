@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final, TextIO, cast
 
 from rempart.errors import ImportFormatError, RempartError
-from rempart.exchanges.formats import Record, bad, json_error
+from rempart.exchanges.formats import Record, bad, json_objects
 from rempart.store.records import EntryInfo, NewEntry
 
 COLUMNS: Final = ("signal", "value", "quality", "source", "tags", "metadata")
@@ -198,18 +198,11 @@ def write_csv(entries: Iterable[EntryInfo], out: TextIO, *, frames: bool = False
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[Record]:
     """Parse our JSONL: one object per line, blank lines skipped."""
-    for n, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
+    for item in json_objects(lines):
+        if isinstance(item, Record):
+            yield item
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield json_error(n, exc)
-            continue
-        if not isinstance(obj, dict):
-            yield bad(n, f"expected a JSON object, got {type(obj).__name__}", "bad_row")
-            continue
+        n, obj = item
         unknown = sorted(k for k in obj if k not in _JSONL_KEYS)
         if unknown:
             yield bad(

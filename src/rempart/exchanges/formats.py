@@ -10,7 +10,7 @@ column, say) raises :class:`~rempart.errors.ImportFormatError` straight away.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
@@ -56,6 +56,26 @@ def bad(line: int, exc_or_message: RempartError | str, code: str = "bad_row") ->
 def json_error(line: int, exc: json.JSONDecodeError) -> Record:
     """A record whose line is not valid JSON."""
     return bad(line, f"invalid JSON: {exc.msg} (column {exc.colno})", "bad_json")
+
+
+def json_objects(
+    lines: Iterable[str], expected: str = "a JSON object"
+) -> Iterator[tuple[int, dict[str, Any]] | Record]:
+    """``(line number, object)`` for each non-blank line holding a JSON object, or a failed
+    :class:`Record` for a line that does not (shared by the JSONL and HMA readers)."""
+    for n, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield json_error(n, exc)
+            continue
+        if not isinstance(obj, dict):
+            yield bad(n, f"expected {expected}, got {type(obj).__name__}", "bad_row")
+            continue
+        yield n, obj
 
 
 def check_format(value: str) -> Format:

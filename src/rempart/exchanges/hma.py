@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Final, TextIO
 
 from rempart.errors import RempartError
-from rempart.exchanges.formats import Record, bad, json_error
+from rempart.exchanges.formats import Record, bad, json_objects
 from rempart.signals import SIGNALS
 from rempart.store.records import EntryInfo, NewEntry
 
@@ -35,16 +35,12 @@ HMA_NAMES: Final[dict[str, str]] = {
 
 def read_hma(lines: Iterable[str]) -> Iterator[Record]:
     """Parse HMA raw-signal lines; blank lines are skipped."""
-    for n, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
+    for item in json_objects(lines, 'a JSON object such as {"pdq": "<hex>"}'):
+        if isinstance(item, Record):
+            yield item
             continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield json_error(n, exc)
-            continue
-        if not isinstance(obj, dict) or not obj:
+        n, obj = item
+        if not obj:
             yield bad(n, 'expected a JSON object such as {"pdq": "<hex>"}', "bad_row")
             continue
         entries: list[NewEntry] = []
