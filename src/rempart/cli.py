@@ -418,6 +418,57 @@ def faces_remove(person: str, tenant: Tenant = "default", database_url: Database
     _emit({"person": person, "removed": removed})
 
 
+@app.command("protect")
+def protect_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Your photos and videos, or folders.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the submission file.")
+    ] = Path("rempart-submission.json"),
+    enrol_face: Annotated[
+        bool,
+        typer.Option("--enrol-face", help="Also add your face template, sealed to the service."),
+    ] = False,
+    service_key: Annotated[
+        Path | None,
+        typer.Option(help="The service's public key file (needed with --enrol-face)."),
+    ] = None,
+) -> None:
+    """Hash your images on this device into one submission file: only hashes leave it.
+
+    Nothing is uploaded. The file holds no image and no file name; it prints exactly what it
+    contains.
+    """
+    from rempart.cases import build_submission, parse_service_key
+    from rempart.settings import load_settings
+
+    settings = load_settings()
+    try:
+        key = parse_service_key(service_key.read_bytes()) if service_key else None
+        with _progress() as progress:
+            progress.add_task("hashing", total=None)
+            submission = build_submission(
+                paths, limits=settings.limits, enrol_face=enrol_face, service_public_key=key
+            )
+    except RempartError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(RempartError(f"cannot read the service key: {e.strerror}", code="unreadable"))
+    output.write_text(submission.to_json(), encoding="utf-8")
+    err.print(submission.summary())
+    for problem in submission.errors:
+        index = problem["index"]
+        where = submission.local_paths[index] if index < len(submission.local_paths) else "?"
+        err.print(f"  not included: {where}: {problem['message']}", highlight=False)
+    _emit(
+        {
+            "submission": str(output),
+            "digest": submission.digest,
+            "items": len(submission.items),
+            "errors": len(submission.errors),
+        }
+    )
+
+
 # -- banks ---------------------------------------------------------------------------------
 
 
