@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -31,6 +31,7 @@ from rich.table import Table
 
 from rempart import __version__
 from rempart.errors import RempartError
+from rempart.media.files import iter_files
 
 app = typer.Typer(
     name="rempart",
@@ -127,19 +128,6 @@ def _progress() -> Progress:
         transient=True,
         disable=not err.is_terminal,
     )
-
-
-def iter_files(paths: list[Path]) -> Iterator[Path]:
-    """Files named, and files under folders named (recursively, sorted; dotfiles skipped)."""
-    for path in paths:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name
-        else:
-            yield path
 
 
 def _each_file(

@@ -16,8 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +26,7 @@ from numpy.typing import NDArray
 
 from rempart.errors import HashFormatError, RempartError
 from rempart.hashing import DIHEDRAL_NAMES, hash_media
-from rempart.media import decode_image, read_media_file
+from rempart.media import decode_image, iter_files, read_media_file
 from rempart.settings import MediaLimits
 from rempart.signals import get_signal
 
@@ -255,20 +253,6 @@ def unseal_template(sealed_b64: str, private_key: bytes) -> NDArray[np.float32]:
 # --- building -----------------------------------------------------------------------------
 
 
-def _files(paths: list[Path]) -> Iterator[Path]:
-    # The same walk as the CLI's ``iter_files`` (sorted, dotfiles skipped), so a folder can
-    # be given to the library directly; the library does not import the CLI.
-    for path in paths:
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name
-        else:
-            yield path
-
-
 def _item(index: int, data: bytes, limits: MediaLimits) -> dict[str, Any]:
     h = hash_media(data, limits=limits, dihedral=True)
     if h.kind == "video":
@@ -330,7 +314,7 @@ def build_submission(
             analyzer = FaceAnalyzer()
 
     out = Submission(created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    for index, path in enumerate(_files(paths)):
+    for index, path in enumerate(iter_files(paths)):
         out.local_paths.append(path)
         try:
             data = read_media_file(path, limits)

@@ -5,7 +5,7 @@ duration) are checked from the headers before pixels are decoded; every failure 
 :class:`~rempart.errors.MediaError` with a stable ``code``.
 """
 
-from rempart.media.files import read_media_file
+from rempart.media.files import iter_files, read_media_file
 from rempart.media.image import DecodedImage, decode_image, to_rgb
 from rempart.media.sniff import MediaFormat, MediaKind, sniff_format
 from rempart.media.video import (
@@ -24,6 +24,7 @@ __all__ = [
     "VideoFrames",
     "VideoInfo",
     "decode_image",
+    "iter_files",
     "iter_video_frames",
     "open_video",
     "read_media_file",

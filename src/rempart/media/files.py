@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rempart.errors import MediaError
@@ -36,3 +37,17 @@ def read_media_file(path: str | os.PathLike[str], limits: MediaLimits) -> bytes:
     if len(data) > limits.max_bytes:
         raise _too_large(len(data), p, limits)
     return data
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and files under folders named (recursively, sorted; dotfiles and dot
+    folders skipped). Used by every command and library call that takes folders."""
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if not name.startswith("."):
+                        yield Path(root) / name
+        else:
+            yield path
