@@ -31,7 +31,10 @@ def feed_url() -> Iterator[str]:
     server.shutdown()
 
 
-def test_feed_crud_and_sync(service, feed_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_feed_crud_and_sync(make_service, feed_url: str) -> None:  # type: ignore[no-untyped-def]
+    # The feed server is on loopback, which the service refuses unless the operator allows
+    # private destinations (tests/test_egress.py covers the refusal).
+    service = make_service(service={"egress_allow_private": True})
     c, h = service.client, service.key("admin")
     md5s = [f"{i:032x}" for i in range(1, 4)]
     LIST["body"] = "".join(f'{{"signal": "md5", "value": "{m}"}}\n' for m in md5s).encode()

@@ -762,12 +762,14 @@ def test_api_crud_scopes_and_errors(service: Any) -> None:
 
 
 def test_api_scan_is_delivered_signed_and_redelivered(
-    service: Any,
+    make_service: Any,
     receiver: Callable[..., Receiver],
     dispatcher: Callable[..., WebhookDispatcher],
 ) -> None:
     from rempart.examples import EDITS, jpeg_bytes, synthetic_photo
 
+    # The receiver is on loopback: allowed here, refused by default (tests/test_egress.py).
+    service = make_service(service={"egress_allow_private": True})
     rx = receiver()
     c, h = service.client, service.key("admin", tenant="acme")
     created = c.post(

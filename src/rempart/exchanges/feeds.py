@@ -53,6 +53,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from rempart.egress import guarded_transport, http_client, is_refusal
 from rempart.errors import ConflictError, HashFormatError, NotFoundError, RempartError
 from rempart.exchanges.formats import RowError
 from rempart.exchanges.importer import _READERS, _Lines
@@ -357,8 +358,12 @@ def sync_feed(
     tenant: str | None = None,
     owner: str | None = None,
     lease_s: float = DEFAULT_LEASE_S,
+    allow_private: bool = True,
 ) -> SyncReport:
     """Run one feed now, whatever its schedule (a person asked for it); returns the report.
+
+    ``allow_private=False`` refuses to connect to non-public addresses
+    (:mod:`rempart.egress`); the service passes its ``egress_allow_private`` setting.
 
     Raises ``feed_not_found``, ConflictError ``feed_busy`` when another worker is running
     it, or the run's error (a :class:`FeedError`, an ImportFormatError for a list that
@@ -374,7 +379,7 @@ def sync_feed(
             code="feed_busy",
             hint="wait for that run to finish, then look at the feed's last_run_at",
         )
-    return _run(repo, feed, who, lease_s)
+    return _run(repo, feed, who, lease_s, allow_private)
 
 
 def delete_feed(
@@ -414,7 +419,7 @@ def delete_feed(
     return info, removed
 
 
-def stopncii_client(feed: FeedInfo) -> StopNCIIClient:
+def stopncii_client(feed: FeedInfo, *, allow_private: bool = True) -> StopNCIIClient:
     """A StopNCII client with a ``stopncii`` feed's URL and keys (e.g. to send feedback)."""
     if feed.kind != "stopncii":
         raise FeedConfigError(f"feed {feed.name!r} is a {feed.kind} feed, not a stopncii one")
@@ -425,6 +430,7 @@ def stopncii_client(feed: FeedInfo) -> StopNCIIClient:
         function_key=cfg["function_key"],
         timeout_s=cfg["timeout_s"],
         retries=cfg["retries"],
+        transport=None if allow_private else guarded_transport(),
     )
 
 
@@ -435,17 +441,19 @@ def _owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _run(repo: FeedRepository, feed: FeedInfo, owner: str, lease_s: float) -> SyncReport:
+def _run(
+    repo: FeedRepository, feed: FeedInfo, owner: str, lease_s: float, allow_private: bool
+) -> SyncReport:
     """Run a claimed feed, record the outcome and release it."""
     report = SyncReport(feed_id=feed.id, feed=feed.name, kind=feed.kind)
     started = time.monotonic()
     try:
         if feed.kind == "stopncii":
-            _sync_stopncii(repo, feed, owner, lease_s, report)
+            _sync_stopncii(repo, feed, owner, lease_s, report, allow_private)
             cursor: dict[str, Any] | None = None  # checkpointed as it went
             note = report.problem()
         else:
-            cursor, note = _sync_url(repo, feed, report)
+            cursor, note = _sync_url(repo, feed, report, allow_private)
     except LeaseLostError:
         log.warning("feed %s (%d): lease lost; run abandoned", feed.name, feed.id)
         raise
@@ -556,7 +564,7 @@ def _get(http: httpx.Client, url: str, headers: dict[str, str]) -> Iterator[http
 
 
 def _sync_url(
-    repo: FeedRepository, feed: FeedInfo, report: SyncReport
+    repo: FeedRepository, feed: FeedInfo, report: SyncReport, allow_private: bool
 ) -> tuple[dict[str, Any], str | None]:
     """Mirror a URL feed into its bank; returns the new cursor and the run's note."""
     cfg = _settings(feed)
@@ -573,7 +581,9 @@ def _sync_url(
     to_add: list[NewEntry] = []
     try:
         with (
-            httpx.Client(timeout=httpx.Timeout(cfg["timeout_s"])) as http,
+            http_client(
+                allow_private=allow_private, timeout=httpx.Timeout(cfg["timeout_s"])
+            ) as http,
             _get(http, feed.url, headers) as response,
         ):
             if response.status_code == 304 and (etag or modified):
@@ -615,6 +625,13 @@ def _sync_url(
                         to_add.append(entry)
                     desired.add(key)
     except httpx.HTTPError as exc:
+        if is_refusal(exc):
+            raise FeedError(
+                f"cannot fetch {redact_url(feed.url)}: {exc}",
+                code="feed_unreachable",
+                hint="the service only fetches public addresses unless "
+                "service.egress_allow_private is set",
+            ) from None
         raise FeedError(
             f"cannot fetch {redact_url(feed.url)}: {type(exc).__name__}",
             code="feed_unreachable",
@@ -661,7 +678,12 @@ def _owned(entry: NewEntry, tag: str) -> NewEntry:
 
 
 def _sync_stopncii(
-    repo: FeedRepository, feed: FeedInfo, owner: str, lease_s: float, report: SyncReport
+    repo: FeedRepository,
+    feed: FeedInfo,
+    owner: str,
+    lease_s: float,
+    report: SyncReport,
+    allow_private: bool,
 ) -> None:
     """Read the StopNCII stream from the feed's checkpoint, applying it batch by batch."""
     cfg = _settings(feed)
@@ -674,7 +696,7 @@ def _sync_stopncii(
     newest: int | None = None
     pages = 0
     token_retried = False
-    with stopncii_client(feed) as client:
+    with stopncii_client(feed, allow_private=allow_private) as client:
         while True:
             try:
                 page = client.fetch_hashes(
@@ -806,8 +828,10 @@ class FeedScheduler:
         lease_s: float = DEFAULT_LEASE_S,
         worker_id: str | None = None,
         on_report: Callable[[SyncReport], None] | None = None,
+        allow_private: bool = True,
     ) -> None:
         self._repo = FeedRepository(store)
+        self.allow_private = allow_private
         self.tick_s = tick_s
         self.retry_s = retry_s
         self.lease_s = lease_s
@@ -852,7 +876,7 @@ class FeedScheduler:
             if claimed is None:
                 continue  # another worker got there first
             try:
-                report = _run(self._repo, claimed, self.worker_id, self.lease_s)
+                report = _run(self._repo, claimed, self.worker_id, self.lease_s, self.allow_private)
             except NotFoundError:
                 continue  # deleted while we looked
             except Exception:

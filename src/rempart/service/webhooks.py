@@ -31,6 +31,7 @@ from typing import Final
 
 import httpx
 
+from rempart.egress import http_client
 from rempart.errors import RempartError
 from rempart.store.repository import Store
 from rempart.store.webhooks import (
@@ -205,6 +206,7 @@ class WebhookDispatcher:
         backoff_base_s: float = DEFAULT_BACKOFF_BASE_S,
         backoff_cap_s: float = DEFAULT_BACKOFF_CAP_S,
         lease_s: float | None = None,
+        allow_private: bool = True,
     ) -> None:
         if poll_interval_s <= 0 or timeout_s <= 0 or concurrency < 1:
             raise ValueError("poll_interval_s and timeout_s must be > 0, concurrency >= 1")
@@ -221,6 +223,8 @@ class WebhookDispatcher:
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
         self.concurrency = concurrency
+        #: False: connect only to public addresses (rempart.egress), as the service does.
+        self.allow_private = allow_private
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -383,7 +387,9 @@ class WebhookDispatcher:
         if client is None:
             # Redirects are not followed: a 3xx counts as a failure, so a receiver that moved
             # is noticed, and a redirect cannot send signed events somewhere else.
-            client = httpx.Client(timeout=self.timeout_s, follow_redirects=False)
+            client = http_client(
+                allow_private=self.allow_private, timeout=self.timeout_s, follow_redirects=False
+            )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)

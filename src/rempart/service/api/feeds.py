@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from rempart.egress import check_url
 from rempart.exchanges.feeds import add_feed, delete_feed, sync_feed, update_feed
 from rempart.service.auth import Principal, require_scope
 from rempart.service.context import ServiceContext, get_context
@@ -56,6 +57,7 @@ def list_feeds(p: Reader, ctx: Ctx) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Create a feed")
 def create_feed(body: FeedIn, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Define a feed; the scheduler runs it every ``interval_s`` (or POST .../sync)."""
+    check_url(body.url, allow_private=ctx.settings.service.egress_allow_private)
     info = add_feed(
         ctx.store,
         bank=body.bank,
@@ -80,6 +82,8 @@ def get_feed(feed_id: FeedId, p: Reader, ctx: Ctx) -> dict[str, Any]:
 @router.patch("/{feed_id}", summary="Update a feed")
 def patch_feed(feed_id: FeedId, body: FeedPatch, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Change URL, interval, config or enabled; ``reset_cursor`` restarts from scratch."""
+    if body.url is not None:
+        check_url(body.url, allow_private=ctx.settings.service.egress_allow_private)
     info = update_feed(
         ctx.store,
         feed_id,
@@ -110,6 +114,12 @@ def remove_feed(
 @router.post("/{feed_id}/sync", summary="Run a feed now")
 async def run_feed(feed_id: FeedId, p: Writer, ctx: Ctx) -> dict[str, Any]:
     """Pull the feed now and apply it; returns what was added and removed."""
-    report = await run_in_threadpool(sync_feed, ctx.store, feed_id, tenant=p.tenant)
+    report = await run_in_threadpool(
+        sync_feed,
+        ctx.store,
+        feed_id,
+        tenant=p.tenant,
+        allow_private=ctx.settings.service.egress_allow_private,
+    )
     _audit(ctx, p, "feed.sync", str(feed_id), added=report.added, removed=report.removed)
     return report.to_dict()

@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from rempart.egress import check_url
 from rempart.service.auth import Principal, require_scope
 from rempart.service.context import ServiceContext, get_context
 from rempart.store.webhooks import EVENTS, Delivery, WebhookInfo, WebhookRepository
@@ -71,6 +72,7 @@ def _audit(ctx: ServiceContext, p: Principal, action: str, target: str, **detail
 def create_webhook(body: WebhookIn, p: Caller, ctx: Ctx) -> dict[str, Any]:
     """Subscribe a URL to events. The response holds the signing ``secret``: it is shown
     this once, so store it where the receiver can read it."""
+    check_url(body.url, allow_private=ctx.settings.service.egress_allow_private)
     hook, secret = _repo(ctx).create(p.tenant, body.url, body.events, body.description)
     _audit(ctx, p, "webhook.create", f"webhook:{hook.id}", url=hook.url, events=list(hook.events))
     return {**webhook_dict(hook), "secret": secret}
