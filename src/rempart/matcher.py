@@ -28,6 +28,7 @@ from rempart.hashing import MediaHashes
 from rempart.index import PDQIndex
 from rempart.settings import Settings
 from rempart.store import BankInfo, Change, Store
+from rempart.store.cases import CASES_TENANT
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ class BankMatcher:
         """The enabled banks of ``tenant`` called ``names`` (all of them when None).
 
         ``shared`` are ids of other tenants' banks shared with this one: they take part too
-        (by name, when a tenant of its own has no bank of that name).
+        (by name, when a tenant of its own has no bank of that name), and so do the banks
+        of the reserved cases tenant (the ``cases`` bank of victims' hashes).
         """
         shared_ids = set(shared)
         with self._lock:
@@ -220,6 +222,14 @@ class BankMatcher:
                 b
                 for i, b in self._banks.items()
                 if i in shared_ids and b.tenant != tenant and b.name not in names_taken
+            ]
+            # Victims' cases (rempart.cases): the reserved tenant's banks take part for
+            # every tenant, unless the tenant has a bank of the same name of its own.
+            names_taken = {b.name for b in mine}
+            mine += [
+                b
+                for b in self._banks.values()
+                if tenant != CASES_TENANT and b.tenant == CASES_TENANT and b.name not in names_taken
             ]
         if names is None:
             return [b for b in mine if b.enabled]

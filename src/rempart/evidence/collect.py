@@ -175,8 +175,13 @@ class EvidenceCollector:
         key = self._settings.face_template_key
         templates = None
         if key is not None:
+            from rempart.store.cases import CASES_TENANT
+
             templates = FaceTemplates(self._store, parse_key(key.get_secret_value()))
             enrolled = templates.load_all(tenant)
+            # Victims who enrolled through a case (rempart.cases) are looked for in every
+            # tenant's scans; their person ids are opaque and marked ``list: cases``.
+            case_people = templates.load_all(CASES_TENANT) if tenant != CASES_TENANT else None
         else:
             out.warnings.append("no face key configured: faces were detected, not matched")
         threshold = self._settings.face_threshold
@@ -197,6 +202,22 @@ class EvidenceCollector:
                 if hits:
                     out.facts.setdefault("enrolled_face", []).extend(
                         Evidence("face", round(d, 4), threshold, {"person": p}) for p, d in hits
+                    )
+                case_hits = match(face.embedding, case_people, threshold) if case_people else []
+                entry["matches"] += [
+                    {
+                        "person": person,
+                        "list": "cases",
+                        "distance": round(d, 4),
+                        "threshold": threshold,
+                        "note": "a lead for a human reviewer, not an identification",
+                    }
+                    for person, d in case_hits
+                ]
+                if case_hits:
+                    out.facts.setdefault("enrolled_face", []).extend(
+                        Evidence("face", round(d, 4), threshold, {"person": p, "list": "cases"})
+                        for p, d in case_hits
                     )
             shown.append(entry)
         out.parts["faces"] = shown

@@ -95,8 +95,11 @@ class AuditLog:
         actor: str | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[AuditRecord]:
-        """Newest first, filtered; page with ``before_id``."""
+        """Newest first, filtered (``since`` inclusive, ``until`` exclusive); page with
+        ``before_id``."""
         query = select(_audit).order_by(A.id.desc()).limit(max(1, min(limit, 1000)))
         if tenant is not None:
             query = query.where(A.tenant == tenant)
@@ -106,6 +109,10 @@ class AuditLog:
             query = query.where(A.actor == actor)
         if before_id is not None:
             query = query.where(A.id < before_id)
+        if since is not None:
+            query = query.where(A.at >= since)
+        if until is not None:
+            query = query.where(A.at < until)
         with db.read_transaction(self._engine) as conn:
             return [
                 AuditRecord(r.id, r.at, r.tenant, r.actor, r.action, r.target, dict(r.details))

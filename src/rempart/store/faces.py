@@ -26,7 +26,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
-from sqlalchemy import Index, Integer, LargeBinary, String, Table, delete, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rempart.errors import ConfigError, NotFoundError, RempartError
@@ -176,10 +187,13 @@ class FaceTemplates:
         self._aead = AESGCM(key)
         self._key_fp = _key_fingerprint(key)
 
-    def enrol(self, person_id: str, tenant: str, embeddings: Any) -> int:
+    def enrol(
+        self, person_id: str, tenant: str, embeddings: Any, *, conn: Connection | None = None
+    ) -> int:
         """Store one person's templates (one row per vector); returns how many were added.
 
-        Only for people who enrolled themselves. Enrolling again adds templates.
+        Only for people who enrolled themselves. Enrolling again adds templates. ``conn``:
+        write inside the caller's write transaction (a victim's case is stored all at once).
         """
         _check_id("person id", person_id, 128)
         _check_id("tenant", tenant, 64)
@@ -199,8 +213,11 @@ class FaceTemplates:
                     "created_at": now,
                 }
             )
-        with db.write_transaction(self._engine) as conn:
+        if conn is not None:
             conn.execute(insert(face_templates_table), rows)
+            return len(rows)
+        with db.write_transaction(self._engine) as own:
+            own.execute(insert(face_templates_table), rows)
         return len(rows)
 
     def list(self, tenant: str) -> list[EnrolledPerson]:

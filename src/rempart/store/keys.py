@@ -17,12 +17,13 @@ from sqlalchemy import insert, select, update
 
 from rempart.errors import NotFoundError, RempartError
 from rempart.store import db
+from rempart.store.cases import CASES_TENANT
 from rempart.store.models import ApiKey
 from rempart.store.records import validate_name
 from rempart.store.repository import Store
 
 #: What a key may do. ``admin`` implies every other scope of its tenant.
-SCOPES = ("scan", "banks:read", "banks:write", "webhooks", "admin")
+SCOPES = ("scan", "banks:read", "banks:write", "webhooks", "cases", "admin")
 
 _keys = ApiKey.__table__
 K = _keys.c
@@ -93,6 +94,12 @@ class KeyRepository:
     ) -> tuple[KeyInfo, str]:
         """A new key for ``tenant``; returns its record and the key itself (shown once)."""
         validate_name(tenant, "tenant name")
+        if tenant == CASES_TENANT:
+            raise RempartError(
+                f"{CASES_TENANT!r} is reserved for victims' cases; no key can act as it",
+                code="reserved_tenant",
+                hint="choose another tenant name",
+            )
         canonical = validate_scopes(scopes)
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)

@@ -25,6 +25,7 @@ from typing import Any, Final, Self, TypeAlias
 
 import numpy as np
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Row,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     update,
@@ -417,27 +419,7 @@ class Store:
             key = self._resolve(conn, bank, tenant)
             now = _now()
             for chunk in _chunks(wanted, _ID_CHUNK):
-                in_bank = and_(E.bank_id == key.id, E.id.in_(chunk))
-                found = conn.execute(select(E.id).where(in_bank).order_by(E.id)).scalars().all()
-                if not found:
-                    continue
-                conn.execute(
-                    insert(changes_table).from_select(
-                        _CHANGE_COLUMNS,
-                        select(
-                            literal("remove"),
-                            E.bank_id,
-                            E.id,
-                            E.signal,
-                            E.value,
-                            literal(now, UTCDateTime()),
-                        )
-                        .where(in_bank)
-                        .order_by(E.id),
-                    )
-                )
-                conn.execute(delete(entries_table).where(in_bank))
-                removed.extend(found)
+                removed += delete_entries(conn, and_(E.bank_id == key.id, E.id.in_(chunk)), now)
         gone = set(removed)
         return RemoveResult(removed=removed, not_found=[i for i in wanted if i not in gone])
 
@@ -937,3 +919,31 @@ def _pg_writer(
         return n
 
     return write
+
+
+def delete_entries(
+    conn: Connection, condition: ColumnElement[bool], now: datetime, *, erase: bool = False
+) -> list[int]:
+    """Hard-delete the entries matching ``condition`` in the caller's transaction, logging a
+    ``remove`` change for each so every worker drops it from its index; returns their ids.
+
+    ``erase`` keeps the hashes out of the change log as well: the ``remove`` rows carry no
+    value and the earlier rows of these entries lose theirs (a victim's withdrawal, where no
+    copy of her hashes may stay in the database).
+    """
+    found = list(conn.execute(select(E.id).where(condition).order_by(E.id)).scalars())
+    if not found:
+        return []
+    value = null() if erase else E.value
+    conn.execute(
+        insert(changes_table).from_select(
+            _CHANGE_COLUMNS,
+            select(literal("remove"), E.bank_id, E.id, E.signal, value, literal(now, UTCDateTime()))
+            .where(condition)
+            .order_by(E.id),
+        )
+    )
+    conn.execute(delete(entries_table).where(condition))
+    if erase:
+        conn.execute(update(changes_table).where(C.entry_id.in_(found)).values(value=None))
+    return found
