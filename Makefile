@@ -34,6 +34,7 @@ demo: install
 bench: install
 	$(PY) bench/index_bench.py
 	$(PY) bench/hash_bench.py
+	$(PY) bench/batch_bench.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
@@ -42,7 +43,7 @@ lint: install
 
 ## Re-pin dependencies after changing pyproject.toml.
 lock:
-	$(VENV)/bin/pip-compile -q --extra test --extra bench --extra dev --extra nudity --no-emit-index-url \
+	$(VENV)/bin/pip-compile -q --extra test --extra bench --extra dev --extra nudity --extra ray --no-emit-index-url \
 		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
 
 clean:

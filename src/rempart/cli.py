@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,8 +30,17 @@ from rich.progress import (
 from rich.table import Table
 
 from rempart import __version__
+from rempart._clikit import DatabaseUrl, err
+from rempart._clikit import emit as _emit
+from rempart._clikit import fail as _fail
+from rempart._clikit import settings as _settings
+from rempart._clikit import state as _state
+from rempart.cases.cli import cases_app as _cases_app
+from rempart.cases.evidence_cli import evidence_app as _evidence_app
+from rempart.cases.evidence_cli import notices_app as _notices_app
 from rempart.errors import RempartError
 from rempart.media.files import iter_files
+from rempart.service.ui.users_cli import users_app as _users_app
 
 app = typer.Typer(
     name="rempart",
@@ -49,18 +58,11 @@ faces_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(faces_app, name="faces")
+app.add_typer(_cases_app, name="cases")
+app.add_typer(_evidence_app, name="evidence")
+app.add_typer(_notices_app, name="notices")
+app.add_typer(_users_app, name="users")
 
-err = Console(stderr=True)
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="REMPART_DATABASE_URL",
-        help="SQLAlchemy URL of the store (default: a SQLite file in your data directory).",
-        show_default=False,
-    ),
-]
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant that owns the banks.")]
 
 
@@ -80,41 +82,10 @@ class ListFormat(StrEnum):
     hma = "hma"
 
 
-class _State:
-    database_url: str | None = None
-
-
-_state = _State()
-
-
-def _settings(database_url: str | None = None) -> Any:
-    from rempart.settings import load_settings
-
-    return load_settings(database_url=database_url or _state.database_url)
-
-
 def _store(database_url: str | None) -> Any:
     from rempart.store import Store
 
     return Store.open(_settings(database_url).database_url)
-
-
-def _fail(error: RempartError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {error.message}", highlight=False)
-    if error.hint:
-        err.print(f"[dim]hint:[/] {error.hint}", highlight=False)
-    extra = getattr(error, "errors", None)
-    if extra:
-        for row in extra[:50]:
-            err.print(f"  line {row.get('line')}: {row.get('message')}", highlight=False)
-        if len(extra) > 50:
-            err.print(f"  ... and {len(extra) - 50} more", highlight=False)
-    raise typer.Exit(2)
-
-
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
 
 
 def _progress() -> Progress:
@@ -299,10 +270,35 @@ def scan_cmd(
         Path | None, typer.Option(help="A policy TOML file (default: the shipped policy).")
     ] = None,
     tenant: Tenant = "default",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Batch scan into this folder: results.jsonl, results.csv, report.html "
+            "(resumable: a re-run skips what is done). Also reads ZIP/TAR archives and "
+            "Telegram Desktop exports."
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="With --out: local (a process pool) or ray.")
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="With --out: worker processes (default: all cores).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="With --engine ray: the cluster (default: local).")
+    ] = None,
+    previews: Annotated[
+        bool,
+        typer.Option("--previews", help="With --out: blurred greyscale thumbnails in the report."),
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="With --out: scan at most N new items this run.")
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Scan files: hashes and bank matches, evidence of generation, faces of enrolled people,
-    and the policy's verdict with its reasons. One JSON object per file.
+    and the policy's verdict with its reasons. One JSON object per file, or with --out a
+    batch scan of a whole corpus (see docs/batch.md) and a summary.
 
     Every match and every face is a lead for a human to review, never an identification;
     no evidence of generation never means authentic.
@@ -311,6 +307,17 @@ def scan_cmd(
     from rempart.policy import DEFAULT_POLICY, load_policy
     from rempart.scan import Scanner
 
+    if out is not None:
+        from rempart.batch.command import batch_scan
+
+        code = batch_scan(
+            paths, out, _settings(database_url), err, signals=signals, banks=bank,
+            policy=policy, tenant=tenant, engine=engine, workers=workers, address=address,
+            previews=previews, limit=limit, emit=_emit, fail=_fail,
+        )  # fmt: skip
+        if code:
+            raise typer.Exit(code)
+        return
     try:
         wanted = parse_signals(signals)
         chosen = load_policy(policy) if policy else DEFAULT_POLICY
@@ -420,11 +427,19 @@ def protect_cmd(
         Path | None,
         typer.Option(help="The service's public key file (needed with --enrol-face)."),
     ] = None,
+    submit: Annotated[
+        str | None,
+        typer.Option(
+            "--submit",
+            help="Also send the submission file (only it) to this Rempart service, which "
+            "opens a case and answers with its number and PIN.",
+        ),
+    ] = None,
 ) -> None:
     """Hash your images on this device into one submission file: only hashes leave it.
 
-    Nothing is uploaded. The file holds no image and no file name; it prints exactly what it
-    contains.
+    Nothing is uploaded unless --submit is given, and then only the submission file. The
+    file holds no image and no file name; it prints exactly what it contains.
     """
     from rempart.cases import build_submission, parse_service_key
     from rempart.settings import load_settings
@@ -447,14 +462,28 @@ def protect_cmd(
         index = problem["index"]
         where = submission.local_paths[index] if index < len(submission.local_paths) else "?"
         err.print(f"  not included: {where}: {problem['message']}", highlight=False)
-    _emit(
-        {
-            "submission": str(output),
-            "digest": submission.digest,
-            "items": len(submission.items),
-            "errors": len(submission.errors),
-        }
-    )
+    summary = {
+        "submission": str(output),
+        "digest": submission.digest,
+        "items": len(submission.items),
+        "errors": len(submission.errors),
+    }
+    if submit:
+        from rempart.cases.cli import submit_to_service
+
+        text = submission.to_json()
+        err.print(
+            f"Sending {len(text.encode())} bytes to {submit}: the submission file "
+            f"{output} exactly as written (digest {submission.digest[:16]}...), and nothing "
+            "else -- no image, no file name.",
+            highlight=False,
+        )
+        try:
+            summary["case"] = submit_to_service(submit, text, {})
+        except RempartError as e:
+            _fail(e)
+        err.print("Keep the case number and PIN safe: the PIN is not shown again.")
+    _emit(summary)
 
 
 # -- banks ---------------------------------------------------------------------------------
@@ -487,6 +516,12 @@ def bank_create(
 ) -> None:
     """Create a bank."""
     try:
+        if tenant == "_cases":  # rempart.store.cases.CASES_TENANT: victims' cases only
+            raise RempartError(
+                "the tenant '_cases' is reserved for victims' cases",
+                code="reserved_tenant",
+                hint="choose another tenant name",
+            )
         store = _store(database_url)
         b = store.create_bank(
             name, tenant=tenant, threshold=threshold, kind=kind.value, description=description
@@ -749,6 +784,7 @@ def serve_cmd(
     import uvicorn
 
     from rempart.store.keys import KeyRepository
+    from rempart.store.users import UserRepository
 
     settings = _settings(database_url)
     svc = settings.service
@@ -758,16 +794,23 @@ def serve_cmd(
     try:
         store = _store(database_url)  # migrates once, before any worker starts
         has_keys = bool(KeyRepository(store).list())
+        has_users = bool(UserRepository(store).list()) if settings.ui.enabled else True
         store.close()
     except RempartError as e:
         _fail(e)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"Rempart {__version__} serving on http://{shown}:{port}")
     err.print(f"  API docs:  http://{shown}:{port}/docs")
+    if settings.ui.enabled:
+        err.print(f"  web UI:    http://{shown}:{port}/ui  (moderators)")
+    err.print(f"  case page: http://{shown}:{port}/case  (victims: case number + PIN)")
     err.print(f"  store:     {settings.database_url}")
     if not has_keys:
         err.print("  no API key yet: create one with")
         err.print("    rempart keys create --tenant default --scopes admin")
+    if not has_users:
+        err.print("  no UI account yet: create one with")
+        err.print("    rempart users create NAME --role admin")
     os.environ["REMPART_DATABASE_URL"] = settings.database_url
     if workers > 1:
         metrics_dir = tempfile.mkdtemp(prefix="rempart-metrics-")
@@ -799,7 +842,10 @@ def serve_cmd(
 def keys_create(
     tenant: Tenant = "default",
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated: scan, banks:read, banks:write, webhooks, admin.")
+        str,
+        typer.Option(
+            help="Comma-separated: scan, banks:read, banks:write, webhooks, cases, admin."
+        ),
     ] = "scan",
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
     database_url: DatabaseUrl = None,
@@ -876,6 +922,119 @@ def _cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:
         return "cli"
+
+
+# -- feeds ---------------------------------------------------------------------------------
+
+feeds_app = typer.Typer(
+    help="Hash feeds: lists at a URL or the StopNCII API, pulled into a bank on a schedule.",
+    no_args_is_help=True,
+)
+app.add_typer(feeds_app, name="feeds")
+
+
+def _feed_config(pairs: list[str] | None) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(
+                RempartError(
+                    f"--config {pair!r} is not KEY=VALUE",
+                    code="bad_feed",
+                    hint="e.g. --config subscription_key=... --config page_size=500",
+                )
+            )
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value  # a plain string
+    return config
+
+
+@feeds_app.command("add")
+def feeds_add(
+    name: Annotated[str, typer.Argument(help="A name for the feed.")],
+    url: Annotated[str, typer.Argument(help="The list's URL (StopNCII: the API base URL).")],
+    bank: Annotated[str, typer.Option("--bank", help="Bank the feed fills.")],
+    kind: Annotated[str, typer.Option(help="jsonl, csv, hma or stopncii.")] = "jsonl",
+    interval: Annotated[int, typer.Option(help="Seconds between runs.")] = 3600,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="KEY=VALUE (JSON values allowed); repeat."),
+    ] = None,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Define a feed; `rempart serve` runs it on schedule, `rempart feeds sync` runs it now."""
+    from rempart.exchanges.feeds import add_feed
+
+    store = _store(database_url)
+    try:
+        info = add_feed(
+            store,
+            bank=bank,
+            name=name,
+            kind=kind,
+            url=url,
+            tenant=tenant,
+            interval_s=interval,
+            config=_feed_config(config),
+        )
+    except RempartError as e:
+        _fail(e)
+    _audit(store, tenant, "feed.create", info.name, kind=info.kind, bank=bank)
+    _emit(info.to_dict())
+
+
+@feeds_app.command("list")
+def feeds_list(tenant: Tenant = "default", database_url: DatabaseUrl = None) -> None:
+    """The tenant's feeds, one JSON line each (secrets masked), with last run and error."""
+    from rempart.store.feeds import FeedRepository
+
+    for info in FeedRepository(_store(database_url)).list(tenant):
+        _emit(info.to_dict())
+
+
+@feeds_app.command("sync")
+def feeds_sync(
+    feed_id: Annotated[int, typer.Argument(help="The feed's id (see `rempart feeds list`).")],
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run a feed now and print what it added and removed."""
+    from rempart.exchanges.feeds import sync_feed
+
+    store = _store(database_url)
+    try:
+        with _progress() as progress:
+            progress.add_task("syncing", total=None)
+            report = sync_feed(store, feed_id, tenant=tenant)
+    except RempartError as e:
+        _fail(e)
+    _audit(store, tenant, "feed.sync", str(feed_id), added=report.added, removed=report.removed)
+    _emit(report.to_dict())
+
+
+@feeds_app.command("remove")
+def feeds_remove(
+    feed_id: Annotated[int, typer.Argument(help="The feed's id.")],
+    keep_entries: Annotated[
+        bool, typer.Option("--keep-entries", help="Keep the hashes the feed added.")
+    ] = False,
+    tenant: Tenant = "default",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete a feed and (unless --keep-entries) the hashes it added."""
+    from rempart.exchanges.feeds import delete_feed
+
+    store = _store(database_url)
+    try:
+        info, removed = delete_feed(store, feed_id, tenant=tenant, keep_entries=keep_entries)
+    except RempartError as e:
+        _fail(e)
+    _audit(store, tenant, "feed.delete", info.name, entries_removed=removed)
+    _emit({"deleted": info.name, "entries_removed": removed})
 
 
 # -- demo ----------------------------------------------------------------------------------

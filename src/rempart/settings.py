@@ -60,6 +60,78 @@ class ServiceSettings(BaseModel):
     max_import_bytes: int = Field(default=2 * 1024**3, gt=0)
     #: Run the webhook dispatcher and feed scheduler in this process.
     background_jobs: bool = True
+    #: Let webhooks, feeds and alert webhooks reach loopback, private and link-local
+    #: addresses (off: tenants could use the service to probe the operator's network).
+    egress_allow_private: bool = False
+
+
+class SmtpSettings(BaseModel):
+    """Outgoing mail for case alerts and notices. No host: e-mail is off."""
+
+    host: str | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    #: Sender address of alert and notice e-mails.
+    sender: str = "rempart@localhost"
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class CaseSettings(BaseModel):
+    """Victims' cases (``rempart.cases``)."""
+
+    #: Wrong PINs allowed for one case before it locks.
+    pin_attempts: int = Field(default=5, ge=1, le=100)
+    #: How long a case stays locked after too many wrong PINs.
+    lockout_s: float = Field(default=900.0, gt=0)
+    #: The service's X25519 private key (file written by ``rempart cases keygen``): opens
+    #: face templates sealed by ``rempart protect --enrol-face``.
+    service_key_file: Path | None = None
+    #: Tenants whose alerts wait for a moderator to confirm the scan (true-positive feedback)
+    #: before they reach the victim.
+    alert_after_review: list[str] = Field(default_factory=list)
+    #: Public address of the service, used in alert e-mails to link the case page.
+    public_url: str = "http://127.0.0.1:8000"
+    #: Largest submission accepted by POST /v1/cases (hashes only: a few KB per file).
+    max_submission_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: Cases one client address may open per hour (per worker process); 0 = no limit.
+    submissions_per_hour: float = Field(default=20.0, ge=0)
+    #: Case-number + PIN checks one client address may make per minute (per worker
+    #: process; the per-case lockout above is shared by all workers); 0 = no limit.
+    pin_checks_per_minute: float = Field(default=30.0, ge=0)
+    #: Attempts to deliver one alert (e-mail, webhook) before giving up.
+    alert_attempts: int = Field(default=8, ge=1, le=100)
+
+
+class EvidenceSettings(BaseModel):
+    """Evidence packages and takedown notices."""
+
+    #: Ed25519 private key file (``rempart evidence keygen``) that signs packages.
+    signing_key_file: Path | None = None
+    #: Hours between reminders of a notice until the content is removed (Arachnid: 24).
+    renotice_hours: float = Field(default=24.0, gt=0)
+
+
+class UISettings(BaseModel):
+    """The moderators' web UI at ``/ui``."""
+
+    enabled: bool = True
+    #: Keep a small blurred, encrypted preview of items that enter the review queue.
+    previews: bool = True
+    preview_retention_days: float = Field(default=7.0, gt=0)
+    #: Session lifetime.
+    session_hours: float = Field(default=12.0, gt=0)
+    #: Secret that signs session cookies and CSRF tokens; generated per process when unset
+    #: (sessions then do not survive a restart and do not cross workers).
+    session_secret: SecretStr | None = None
+    #: Key (32 bytes, base64 or hex) that seals review previews (AES-GCM). When unset it is
+    #: derived from ``session_secret`` (HKDF-SHA256, see docs/ui.md).
+    preview_key: SecretStr | None = None
+    #: UI admins (user names) who act as the service's operator and see victims' cases: a
+    #: case spans every platform, so a tenant's admin is not enough (as the API's ``cases``
+    #: scope).
+    case_operators: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -91,6 +163,10 @@ class Settings(BaseSettings):
     detectors: list[Path] = Field(default_factory=list)
     #: Policy file (TOML) per tenant; tenants not named use the shipped policy.
     policies: dict[str, Path] = Field(default_factory=dict)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    cases: CaseSettings = Field(default_factory=CaseSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    ui: UISettings = Field(default_factory=UISettings)
 
     @classmethod
     def settings_customise_sources(

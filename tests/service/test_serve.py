@@ -105,6 +105,8 @@ def test_serve_prints_how_to_start_and_serves_two_workers(server, env) -> None: 
     proc.wait(timeout=20)
     err = _log(env, int(url.rsplit(":", 1)[1]))
     assert f"serving on {url}" in err and f"{url}/docs" in err
+    assert f"{url}/ui" in err and f"{url}/case" in err
+    assert "rempart users create NAME --role admin" in err  # no UI account yet
 
 
 @pytest.mark.slow

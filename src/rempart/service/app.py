@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     for optional in (
         "rempart.service.api.webhooks",
         "rempart.service.api.feeds",
+        "rempart.service.api.cases",
+        "rempart.service.api.evidence",
         "rempart.service.hma",
     ):
         try:
@@ -70,6 +72,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         except ImportError:
             continue
         app.include_router(module.router)
+
+    if settings.ui.enabled:  # the moderators' web UI at /ui (docs/ui.md)
+        from rempart.service.ui import mount as mount_ui
+
+        mount_ui(app)
 
     @app.get("/status/live", tags=["health"], summary="Alive")
     def live() -> dict[str, str]:

@@ -7,7 +7,8 @@ Background threads per worker process:
   other within a second, without a rebuild;
 - the **scan recorder** writes scan records and enqueues webhook events in batches, off the
   request path, so a slow store never slows a scan response;
-- the **webhook dispatcher** and **feed scheduler** (when ``background_jobs`` is on).
+- the **webhook dispatcher**, **feed scheduler** and **case alert dispatcher** (when
+  ``background_jobs`` is on).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class ServiceContext:
         self.webhooks: Any = None
         self._dispatcher: Any = None
         self._feeds: Any = None
+        self._alerts: Any = None
+        self._notices: Any = None
         self._key_cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._shared: dict[str, tuple[float, set[int]]] = {}
         self._listening: dict[str, tuple[float, frozenset[str]]] = {}
@@ -100,14 +103,32 @@ class ServiceContext:
         try:
             from rempart.service.webhooks import WebhookDispatcher
 
-            self._dispatcher = WebhookDispatcher(self.store)
+            self._dispatcher = WebhookDispatcher(
+                self.store, allow_private=self.settings.service.egress_allow_private
+            )
             self._dispatcher.start()
         except ImportError:  # pragma: no cover
             log.warning("webhook dispatcher unavailable")
         try:
+            from rempart.cases.alerts import AlertDispatcher
+
+            self._alerts = AlertDispatcher(self.store, self.settings)
+            self._alerts.start()
+        except ImportError:  # pragma: no cover
+            log.warning("case alert dispatcher unavailable")
+        try:  # takedown notices: a reminder every evidence.renotice_hours until removal
+            from rempart.cases.notices import NoticeScheduler
+
+            self._notices = NoticeScheduler(self.store, self.settings)
+            self._notices.start()
+        except ImportError:  # pragma: no cover
+            log.warning("notice scheduler unavailable")
+        try:
             from rempart.exchanges.feeds import FeedScheduler
 
-            self._feeds = FeedScheduler(self.store)
+            self._feeds = FeedScheduler(
+                self.store, allow_private=self.settings.service.egress_allow_private
+            )
             self._feeds.start()
         except ImportError:  # pragma: no cover
             log.warning("feed scheduler unavailable")
@@ -120,7 +141,7 @@ class ServiceContext:
         for t in self._threads:
             t.join(timeout=10)
         self._threads.clear()
-        for job in (self._dispatcher, self._feeds):
+        for job in (self._dispatcher, self._feeds, self._alerts, self._notices):
             if job is not None:
                 job.stop()
 
@@ -159,6 +180,13 @@ class ServiceContext:
             except Exception:
                 log.exception("writing %d scan records failed (attempt %d)", len(scans), attempt)
                 time.sleep(0.5 * 2**attempt)
+        if scans:  # victims' cases: a scan matching a case raises an alert (rempart.cases)
+            try:
+                from rempart.cases.alerts import record_alerts
+
+                record_alerts(self.store, self.settings, scans)
+            except Exception:
+                log.exception("recording case alerts failed")
         for item in items:
             for tenant, event, payload in item.events:
                 if self.webhooks is None:

@@ -71,6 +71,7 @@ def _outcome(
     *,
     record: bool,
     evidence: EvidenceResult | None = None,
+    source: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     evidence = evidence or EvidenceResult()
     verdict = decide(match, ctx.policy_for(principal.tenant), evidence.facts)
@@ -94,6 +95,10 @@ def _outcome(
             "priority": verdict.priority,
             "reasons": verdict.reasons,
         }
+        if evidence.parts:
+            result["evidence"] = evidence.parts
+        if source:
+            result["source"] = source
         stored = ScanRecord(
             scan_id,
             principal.tenant,
@@ -124,6 +129,20 @@ async def scan(
             max_length=200,
         ),
     ] = None,
+    url: Annotated[
+        str | None,
+        Query(
+            description="Where the platform found the upload (kept in the scan record, "
+            "for evidence and notices)",
+            max_length=2048,
+        ),
+    ] = None,
+    content_id: Annotated[
+        str | None,
+        Query(
+            description="The platform's own id of the upload (post, message, file)", max_length=256
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Hash the upload, match it against the tenant's banks and return the verdict.
 
@@ -144,9 +163,22 @@ async def scan(
         signals=wanted,
     )
     timings = {"read": (t1 - t0) * 1e3, **result.timings_ms}
-    return _outcome(
-        ctx, principal, result.hashes, result.match, timings, record=True, evidence=result.evidence
+    source = {k: v for k, v in (("url", url), ("content_id", content_id)) if v}
+    body = _outcome(
+        ctx,
+        principal,
+        result.hashes,
+        result.match,
+        timings,
+        record=True,
+        evidence=result.evidence,
+        source=source,
     )
+    if body["verdict"] == "review":  # the moderator UI keeps a blurred, sealed preview
+        from rempart.service.ui.previews import keep_preview
+
+        await keep_preview(request, principal.tenant, body["id"], data)
+    return body
 
 
 @router.get("/lookup", summary="Look up hashes computed elsewhere")
@@ -214,6 +246,12 @@ def feedback(
     """True or false positive; a false positive can add the hashes to an allow bank."""
     ctx.flush()
     labelled = ctx.scans.add_feedback(principal.tenant, scan_id, body.label, body.note)
+    from rempart.cases.alerts import confirm_scan, dismiss_scan  # victims' case alerts
+
+    if body.label == "true_positive":
+        confirm_scan(ctx.store, ctx.settings, principal.tenant, scan_id)
+    else:
+        dismiss_scan(ctx.store, principal.tenant, scan_id)
     out: dict[str, Any] = {"scan_id": scan_id, "label": body.label, "matches_labelled": labelled}
     if body.allow_bank:
         if body.label != "false_positive":
