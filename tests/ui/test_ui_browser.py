@@ -167,12 +167,19 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
         page.wait_for_function(FILTER_IS, arg="blur(16px) grayscale(1)")
         expect(page.locator("#reveal")).to_have_attribute("aria-pressed", "false")
 
-        # confirm into 'confirmed' with the keyboard shortcut
+        # confirm into 'confirmed' with the keyboard shortcut, with a note; typing "c" in
+        # the note is text, not the shortcut
         page.select_option("#confirm-bank", "confirmed")
+        page.get_by_label("Note").fill("seen before: c")
+        page.get_by_label("Note").press("c")
+        expect(page).to_have_url(f"{url}/ui/queue/{scan_id}")
         page.locator("body").click(position={"x": 5, "y": 400})
         page.keyboard.press("c")
         expect(page).to_have_url(f"{url}/ui/queue?ok=decided.confirm")
         expect(page.get_by_role("status").first).to_contain_text("Confirmed")
+        page.goto(f"{url}/ui/queue/{scan_id}")
+        expect(page.locator("#decided-note")).to_have_text("seen before: cc")
+        page.screenshot(path=str(ARTIFACTS / "item-decided.png"), full_page=True)
 
         # the audit log shows the reveal
         page.goto(f"{url}/ui/audit?action=ui.preview.reveal")

@@ -230,7 +230,7 @@ def test_confirm_adds_the_hashes_to_a_block_bank_and_leaves_the_queue(
     ui.store.create_bank("confirmed")
     ui.user("mod")
     ui.login("mod")
-    r = _decide(ui, first["id"], decision="confirm", bank="confirmed")
+    r = _decide(ui, first["id"], decision="confirm", block_bank="confirmed")
     assert r.status_code == 303 and r.headers["location"].startswith(f"/ui/queue/{second['id']}")
     scan = ui.ctx.scans.get("default", first["id"])
     entries = list(ui.store.iter_entries("confirmed", tenant="default"))
@@ -250,7 +250,7 @@ def test_confirm_needs_a_block_bank(ui: UI) -> None:
     ui.store.create_bank("fine", kind="allow")
     ui.user("mod")
     ui.login("mod")
-    r = _decide(ui, body["id"], decision="confirm", bank="fine")
+    r = _decide(ui, body["id"], decision="confirm", block_bank="fine")
     assert r.status_code == 303 and "error=" in r.headers["location"]
     assert body["id"] in ui.client.get("/ui/queue").text
 
@@ -260,13 +260,13 @@ def test_reject_labels_a_false_positive_and_can_allow_list(ui: UI) -> None:
     ui.store.create_bank("known-fp", kind="allow")
     ui.user("mod")
     ui.login("mod")
-    r = _decide(ui, body["id"], decision="reject", bank="known-fp")
+    r = _decide(ui, body["id"], decision="reject", allow_bank="known-fp")
     assert r.status_code == 303
     assert ui.ctx.scans.precision()[ui.store.get_bank("reported").id].false_positives == 1
     assert ui.store.get_bank("known-fp").entry_count == 2
     assert body["id"] not in ui.client.get("/ui/queue").text
     # a decided item is done: deciding again is refused, the labels are not doubled
-    again = _decide(ui, body["id"], decision="confirm", bank="reported")
+    again = _decide(ui, body["id"], decision="confirm", block_bank="reported")
     assert "already%20decided" in again.headers["location"]
     assert ui.ctx.scans.precision()[ui.store.get_bank("reported").id].false_positives == 1
 
@@ -280,3 +280,49 @@ def test_escalate_moves_the_item_to_the_escalated_list(ui: UI) -> None:
     assert body["id"] in ui.client.get("/ui/queue?view=escalated").text
     # an escalated item keeps its preview until someone decides
     assert ui.client.get(f"/ui/queue/{body['id']}/preview").status_code == 200
+
+
+def test_a_note_goes_with_the_decision_taken_and_into_the_audit_log(ui: UI) -> None:
+    body = ui.reviewed(seed=12)
+    ui.store.create_bank("confirmed")
+    ui.store.create_bank("known-fp", kind="allow")
+    ui.user("mod")
+    ui.login("mod")
+    # one form sends both bank choices; escalating adds nothing to either bank
+    note = "Same <b>series</b> as last week's reports."
+    r = _decide(
+        ui,
+        body["id"],
+        decision="escalate",
+        block_bank="confirmed",
+        allow_bank="known-fp",
+        note=note,
+    )
+    assert r.status_code == 303
+    assert ui.store.get_bank("confirmed").entry_count == 0
+    assert ui.store.get_bank("known-fp").entry_count == 0
+    page = ui.client.get(f"/ui/queue/{body['id']}").text
+    assert 'id="decided-note"' in page and "Same &lt;b&gt;series&lt;/b&gt;" in page  # escaped
+    assert "escalated by ui:mod" in page
+    [entry] = ui.ctx.audit.list("default", action="ui.review.escalate")
+    assert entry.details["note"] == note
+    # rejecting uses the allow bank only, with its own note
+    r = _decide(
+        ui,
+        body["id"],
+        decision="reject",
+        block_bank="confirmed",
+        allow_bank="known-fp",
+        note="a holiday photo",
+    )
+    assert r.status_code == 303 and "error" not in r.headers["location"]
+    assert ui.store.get_bank("confirmed").entry_count == 0
+    assert ui.store.get_bank("known-fp").entry_count == 2
+    decided = ui.client.get(f"/ui/queue/{body['id']}").text
+    assert "rejected by ui:mod" in decided and "a holiday photo" in decided
+    assert 'id="decide-form"' not in decided  # done: no more buttons
+    # a note longer than the form allows is refused, not cut
+    other = ui.reviewed(seed=13)
+    r = _decide(ui, other["id"], decision="escalate", note="x" * 2001)
+    assert r.status_code == 422
+    assert ui.ctx.audit.list("default", action="ui.review.escalate")[0].target == body["id"]

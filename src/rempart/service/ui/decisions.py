@@ -140,7 +140,8 @@ def decide(
         actor=user.actor,
         action=f"ui.review.{decision}",
         target=scan_id,
-        details={"bank": bank, "added": added},
+        # The moderator's own words, for the next reviewer; never image content.
+        details={"bank": bank, "added": added, **({"note": note} if note else {})},
     )
     if decision == "confirm":
         alerted = tell_cases(state, user, scan_id, "confirm_scan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -86,6 +87,18 @@ def _load_item(state: State, tenant: str, scan_id: str) -> dict[str, Any] | None
     pending = state.queue.pending(tenant, escalated=item.decision == "escalate")
     view["prev"], view["next"] = _neighbours(pending, scan_id)
     view["position"] = next((n for n, i in enumerate(pending, 1) if i.scan_id == scan_id), None)
+    decided = state.queue.decision(tenant, scan_id)
+    view["decided"] = (
+        None
+        if decided is None
+        else {
+            "decision": decided.decision,
+            "actor": decided.actor,
+            "bank": decided.bank,
+            "note": decided.note,
+            "at": decided.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+    )
     view["total"] = len(pending)
     return view
 
@@ -139,10 +152,14 @@ async def decide(
     viewer: Post,
     scan_id: str,
     decision: Annotated[str, Form(max_length=16)],
-    bank: Annotated[str, Form(max_length=64)] = "",
+    block_bank: Annotated[str, Form(max_length=64)] = "",
+    allow_bank: Annotated[str, Form(max_length=64)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Confirm, reject or escalate, then go to the next item."""
+    """Confirm (into ``block_bank``), reject (optionally into ``allow_bank``) or escalate, with
+    an optional note, then go to the next item."""
+    # One form carries both bank choices; only the one for the decision taken counts.
+    bank = {"confirm": block_bank, "reject": allow_bank}.get(decision, "")
     tenant = viewer.user.tenant
     before = await run_in_threadpool(state.queue.pending, tenant)
     _, next_id = _neighbours(before, scan_id)

@@ -63,12 +63,11 @@
   }
 
   function submitForm(id) {
-    var form = document.getElementById(id);
-    if (!form) { return; }
-    var button = form.querySelector("button[type=submit]");
-    if (button && button.disabled) { return; }
+    /* Presses one of the decision buttons, so the form sends that decision (and the note). */
+    var button = document.getElementById(id);
+    if (!button || button.disabled || !button.form) { return; }
     reblur();
-    if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+    if (button.form.requestSubmit) { button.form.requestSubmit(button); } else { button.click(); }
   }
   function follow(rel) {
     var a = document.querySelector('a[rel="' + rel + '"]');
@@ -92,9 +91,9 @@
     if (item) {
       var actions = {
         v: toggleReveal,
-        c: function () { submitForm("form-confirm"); },
-        r: function () { submitForm("form-reject"); },
-        e: function () { submitForm("form-escalate"); },
+        c: function () { submitForm("decide-confirm"); },
+        r: function () { submitForm("decide-reject"); },
+        e: function () { submitForm("decide-escalate"); },
         j: function () { follow("next"); }, n: function () { follow("next"); },
         k: function () { follow("prev"); }, p: function () { follow("prev"); },
         u: function () { var a = document.querySelector('a[data-key="u"]'); if (a) { reblur(); window.location.href = a.href; } }
