@@ -335,7 +335,7 @@ def scan_cmd(
 
 
 def _face_templates(database_url: str | None) -> Any:
-    from rempart.store.faces import FaceTemplates, parse_key
+    from rempart.store.faces import FaceTemplates, parse_key, parse_previous_keys
 
     settings = _settings(database_url)
     if settings.face_template_key is None:
@@ -345,8 +345,10 @@ def _face_templates(database_url: str | None) -> Any:
             hint="set REMPART_FACE_TEMPLATE_KEY to 32 random bytes in base64, e.g. the output "
             'of `python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"`',
         )
+    key = parse_key(settings.face_template_key.get_secret_value())
+    previous = parse_previous_keys(settings.face_template_previous_keys)
     store = _store(database_url)
-    return store, FaceTemplates(store, parse_key(settings.face_template_key.get_secret_value()))
+    return store, FaceTemplates(store, key, previous)
 
 
 @faces_app.command("enrol")
@@ -411,6 +413,48 @@ def faces_remove(person: str, tenant: Tenant = "default", database_url: Database
     except RempartError as e:
         _fail(e)
     _emit({"person": person, "removed": removed})
+
+
+@faces_app.command("rotate-key")
+def faces_rotate_key(
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Rows re-sealed per write transaction.")
+    ] = 500,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Re-seal every template under the current key (REMPART_FACE_TEMPLATE_KEY).
+
+    Rows sealed with a key listed in REMPART_FACE_TEMPLATE_PREVIOUS_KEYS are opened and
+    sealed again; nothing changes if some rows were sealed with a key that is not
+    configured. Safe to interrupt and to run again. Prints the counts as JSON.
+    """
+    try:
+        store, templates = _face_templates(database_url)
+        with _progress() as progress:
+            task = progress.add_task("re-sealing", total=templates.key_status().to_reseal)
+            result = templates.rotate(
+                batch, on_progress=lambda n: progress.update(task, completed=n)
+            )
+        # One entry per tenant whose templates were re-sealed: counts and fingerprints only.
+        for tenant, count in sorted(result.tenants.items()):
+            _audit(store, tenant, "face.rotate_key", result.key_fp, resealed=count)
+    except RempartError as e:
+        _fail(e)
+    _emit(result.to_dict())
+
+
+@faces_app.command("key-status")
+def faces_key_status(database_url: DatabaseUrl = None) -> None:
+    """Template rows per key fingerprint: current, previous (configured) or unknown.
+
+    A previous key with no row left can be removed from REMPART_FACE_TEMPLATE_PREVIOUS_KEYS.
+    """
+    try:
+        _, templates = _face_templates(database_url)
+        status = templates.key_status()
+    except RempartError as e:
+        _fail(e)
+    _emit(status.to_dict())
 
 
 @app.command("protect")

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     #: Key (32 bytes, base64 or hex) that seals enrolled face templates (AES-GCM). Without it,
     #: faces are detected but never matched or enrolled.
     face_template_key: SecretStr | None = None
+    #: Keys being rotated out (same form, a JSON list in REMPART_FACE_TEMPLATE_PREVIOUS_KEYS):
+    #: templates sealed with them still open, so matching goes on while
+    #: ``rempart faces rotate-key`` re-seals them under ``face_template_key``. Remove a key
+    #: once ``rempart faces key-status`` shows no row left under it (docs/faces.md).
+    face_template_previous_keys: list[SecretStr] = Field(default_factory=list)
     #: Face distance at or under which a face is a lead for an enrolled person.
     face_threshold: float = Field(default=0.6, gt=0, le=2)
     #: PEM file of C2PA trust anchors (issuers whose credentials count as trusted).

@@ -60,7 +60,12 @@ from rempart.store.cases import (
     case_entries_table,
     cases_table,
 )
-from rempart.store.faces import FaceTemplates, face_templates_table, parse_key
+from rempart.store.faces import (
+    FaceTemplates,
+    face_templates_table,
+    parse_key,
+    parse_previous_keys,
+)
 from rempart.store.models import banks_table, changes_table, entries_table
 from rempart.store.notices import NoticeRepository
 from rempart.store.repository import delete_entries
@@ -470,7 +475,11 @@ class CaseRepository:
                     code="no_face_key",
                     hint="set REMPART_FACE_TEMPLATE_KEY (32 random bytes, base64)",
                 )
-            faces = FaceTemplates(self._store, parse_key(key.get_secret_value()))
+            faces = FaceTemplates(
+                self._store,
+                parse_key(key.get_secret_value()),
+                parse_previous_keys(self._settings.face_template_previous_keys),
+            )
         sealed_contact = seal_json(contact, public_key_of(private)) if contact and private else None
         pin = new_pin()
         pin_hash = hash_pin(pin)

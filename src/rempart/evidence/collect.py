@@ -168,7 +168,7 @@ class EvidenceCollector:
         out.timings_ms["detectors"] = (time.perf_counter() - t0) * 1e3
 
     def _run_faces(self, rgb: np.ndarray, out: EvidenceResult, tenant: str) -> None:
-        from rempart.store.faces import FaceTemplates, match, parse_key
+        from rempart.store.faces import FaceTemplates, match, parse_key, parse_previous_keys
 
         t0 = time.perf_counter()
         faces = self._face_analyzer().faces(rgb)
@@ -177,7 +177,11 @@ class EvidenceCollector:
         if key is not None:
             from rempart.store.cases import CASES_TENANT
 
-            templates = FaceTemplates(self._store, parse_key(key.get_secret_value()))
+            templates = FaceTemplates(
+                self._store,
+                parse_key(key.get_secret_value()),
+                parse_previous_keys(self._settings.face_template_previous_keys),
+            )
             enrolled = templates.load_all(tenant)
             # Victims who enrolled through a case (rempart.cases) are looked for in every
             # tenant's scans; their person ids are opaque and marked ``list: cases``.
