@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,32 @@ class ServiceSettings(BaseModel):
     #: Let webhooks, feeds and alert webhooks reach loopback, private and link-local
     #: addresses (off: tenants could use the service to probe the operator's network).
     egress_allow_private: bool = False
+
+
+class WebhookSettings(BaseModel):
+    """Delivery of the tenants' webhooks (the dispatcher each ``rempart serve`` worker runs).
+
+    A failed attempt is retried after ``backoff_base_s``, doubling each time up to
+    ``backoff_cap_s`` (with jitter); after ``max_attempts`` the delivery is dead until someone
+    redelivers it. The defaults give up after about ten minutes; 14 attempts keep trying for
+    about four hours.
+    """
+
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base_s: float = Field(default=5.0, gt=0, le=86_400)
+    backoff_cap_s: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    #: Per phase of one send (connect, write, read): a slow receiver holds one of
+    #: ``concurrency`` senders at most this long.
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: How often the outbox is polled when nothing woke the dispatcher.
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> WebhookSettings:
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("webhooks.backoff_cap_s must be at least webhooks.backoff_base_s")
+        return self
 
 
 class SmtpSettings(BaseModel):
@@ -168,6 +194,7 @@ class Settings(BaseSettings):
     detectors: list[Path] = Field(default_factory=list)
     #: Policy file (TOML) per tenant; tenants not named use the shipped policy.
     policies: dict[str, Path] = Field(default_factory=dict)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     cases: CaseSettings = Field(default_factory=CaseSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)

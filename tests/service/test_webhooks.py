@@ -34,6 +34,8 @@ from rempart.service.webhooks import (
 )
 from rempart.store import Store
 from rempart.store.webhooks import (
+    DEFAULT_BACKOFF_BASE_S,
+    DEFAULT_MAX_ATTEMPTS,
     EVENTS,
     MAX_WEBHOOKS_PER_TENANT,
     Delivery,
@@ -843,3 +845,40 @@ def test_impossible_ids_are_not_found(store: Store, bad_id: int) -> None:
         repo.get("acme", bad_id)
     with pytest.raises(NotFoundError):
         repo.redeliver("acme", bad_id)
+
+
+def test_retry_schedule_comes_from_the_settings(
+    make_service: Any, down_port: socket.socket
+) -> None:
+    """``[webhooks]`` in the settings drives the service's dispatcher: with two attempts and
+    short waits, a receiver that refuses connections gets a dead letter after exactly two."""
+    host, port = down_port.getsockname()
+    service = make_service(
+        service={"background_jobs": True, "egress_allow_private": True},
+        webhooks={
+            "max_attempts": 2,
+            "backoff_base_s": 0.05,
+            "backoff_cap_s": 0.1,
+            "poll_interval_s": 0.05,
+        },
+    )
+    repo = WebhookRepository(service.store)
+    hook, _ = repo.create("acme", f"http://{host}:{port}/hook", ["match"])
+    assert repo.enqueue("acme", "match", {"scan_id": "s-1"}) == 1
+    delivery = only_delivery(repo, "acme", hook.id)
+    dead = wait_status(repo, "acme", delivery.id, "dead")
+    assert dead.attempts == 2 and "Connect" in (dead.last_error or "")
+    assert repo.deliveries("acme", hook.id, status="dead") == [dead]
+
+
+def test_webhook_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from rempart.settings import Settings, WebhookSettings
+
+    assert Settings().webhooks.max_attempts == DEFAULT_MAX_ATTEMPTS
+    assert Settings().webhooks.backoff_base_s == DEFAULT_BACKOFF_BASE_S
+    with pytest.raises(ValidationError, match=r"at least webhooks\.backoff_base_s"):
+        WebhookSettings(backoff_base_s=60, backoff_cap_s=10)
+    with pytest.raises(ValidationError):
+        WebhookSettings(max_attempts=0)

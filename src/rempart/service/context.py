@@ -103,8 +103,16 @@ class ServiceContext:
         try:
             from rempart.service.webhooks import WebhookDispatcher
 
+            hooks = self.settings.webhooks
             self._dispatcher = WebhookDispatcher(
-                self.store, allow_private=self.settings.service.egress_allow_private
+                self.store,
+                poll_interval_s=hooks.poll_interval_s,
+                max_attempts=hooks.max_attempts,
+                timeout_s=hooks.timeout_s,
+                concurrency=hooks.concurrency,
+                backoff_base_s=hooks.backoff_base_s,
+                backoff_cap_s=hooks.backoff_cap_s,
+                allow_private=self.settings.service.egress_allow_private,
             )
             self._dispatcher.start()
         except ImportError:  # pragma: no cover
