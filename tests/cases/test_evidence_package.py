@@ -381,6 +381,59 @@ def test_tampering_with_any_file_fails(
     assert code in {p.code for p in result.problems}
 
 
+def _canonical(obj: Any) -> bytes:
+    """JSON as the package builder writes it."""
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _edit_signature(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], bytes]:
+    def edit(body: bytes) -> bytes:
+        doc = json.loads(body)
+        change(doc)
+        return _canonical(doc)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda b: b + b"\n", "signature_file_changed"),
+        (lambda b: b.replace(b'  "', b'   "'), "signature_file_changed"),
+        (lambda b: json.dumps(json.loads(b)).encode(), "signature_file_changed"),
+        (_edit_signature(lambda d: d.update(note="checked by me")), "bad_signature_file"),
+        (_edit_signature(lambda d: d.pop("key_fingerprint")), "bad_signature_file"),
+        (_edit_signature(lambda d: d.pop("signed_file")), "bad_signature_file"),
+        (_edit_signature(lambda d: d.update(signed_file="report.html")), "bad_signature_file"),
+    ],
+    ids=[
+        "newline",
+        "indent",
+        "compact",
+        "added-note",
+        "no-fingerprint",
+        "no-signed-file",
+        "other-file",
+    ],
+)
+def test_any_change_to_signature_json_fails(
+    store: Store,
+    settings: Settings,
+    scans: list[ScanRecord],
+    change: Callable[[bytes], bytes],
+    code: str,
+) -> None:
+    """signature.json is outside what it signs: it must still be exactly as written."""
+    members = _members(_package(store, settings, scans))
+    assert verify(_rezip(members)).ok
+    changed = change(members["signature.json"])
+    assert changed != members["signature.json"]
+    members["signature.json"] = changed
+    result = verify(_rezip(members))
+    assert not result.ok
+    assert code in {p.code for p in result.problems}
+
+
 def test_added_and_removed_files_fail(
     store: Store, settings: Settings, scans: list[ScanRecord]
 ) -> None:
@@ -420,13 +473,13 @@ def test_a_forger_who_re_signs_is_caught_by_the_pin(
     signature["signature"] = base64.b64encode(forger.sign(body)).decode()
     signature["public_key"] = base64.b64encode(forger.public_bytes).decode()
     signature["key_fingerprint"] = forger.fingerprint
-    members.update({"manifest.json": body, "signature.json": json.dumps(signature).encode()})
+    members.update({"manifest.json": body, "signature.json": _canonical(signature)})
     forged = _rezip(members)
     assert _codes(forged) == {"issuer_mismatch"}  # the manifest still names the real issuer
     manifest["issuer"]["key_fingerprint"] = forger.fingerprint
     body = json.dumps(manifest).encode()
     signature["signature"] = base64.b64encode(forger.sign(body)).decode()
-    members.update({"manifest.json": body, "signature.json": json.dumps(signature).encode()})
+    members.update({"manifest.json": body, "signature.json": _canonical(signature)})
     forged = _rezip(members)
     assert verify(forged).ok  # self-consistent...
     assert verify(forged).key_fingerprint == forger.fingerprint  # ...but by another key
@@ -577,6 +630,14 @@ def test_cli_build_verify_keygen(
     bad = runner.invoke(app, ["evidence", "verify", str(tmp_path / "bad.zip"), "--json"])
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["problems"][0]["code"] == "file_changed"
+
+    members = _members(out.read_bytes())
+    signature = json.loads(members["signature.json"])
+    signature["note"] = "reviewed"
+    members["signature.json"] = _canonical(signature)
+    (tmp_path / "noted.zip").write_bytes(_rezip(members))
+    noted = runner.invoke(app, ["evidence", "verify", str(tmp_path / "noted.zip")])
+    assert noted.exit_code == 1 and "bad_signature_file" in noted.stdout
 
     mixed = runner.invoke(
         app, ["evidence", "build", "CASE-1", scans[0].id, "--database-url", db_url], env=env

@@ -8,7 +8,8 @@ A package holds, flat at its root:
 - ``report.html`` and ``report.pdf`` -- the same, for people (English or French), with
   what the package proves and what it does not, and where to get help;
 - ``signature.json`` -- an Ed25519 signature over the exact bytes of ``manifest.json``, with
-  the public key and its fingerprint.
+  the public key and its fingerprint. It cannot sign itself, so :func:`verify` requires its
+  exact canonical bytes and fields: any change to it fails too.
 
 Never an image, a thumbnail or any part of one: only hashes and findings. The ZIP is
 deterministic for a given manifest (fixed timestamps and order), so two builds of the same
@@ -65,6 +66,10 @@ MAX_RATIO: Final = 200
 _SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Fixed ZIP timestamp (the DOS epoch): the signed manifest carries the real time.
 _ZIP_TIME: Final = (1980, 1, 1, 0, 0, 0)
+#: The fields of ``signature.json``, no more, no fewer.
+_SIGNATURE_KEYS: Final = frozenset(
+    ("algorithm", "signed_file", "public_key", "key_fingerprint", "signature")
+)
 
 
 class EvidenceError(RempartError):
@@ -542,11 +547,34 @@ def _check_signature(
         )
         return None
     out.key_fingerprint = fingerprint(public)
-    if sig.get("signed_file", MANIFEST) != MANIFEST:
+    # signature.json is not covered by the signature, so it is held to the one form the
+    # builder writes: exactly these keys, in canonical bytes. Otherwise a note added to it,
+    # a field removed or a re-indentation would pass unseen ("any changed file fails").
+    keys = set(sig)
+    if keys != _SIGNATURE_KEYS:
+        unknown = ", ".join(sorted(keys - _SIGNATURE_KEYS)) or "none"
+        missing = ", ".join(sorted(_SIGNATURE_KEYS - keys)) or "none"
+        out.problems.append(
+            Problem(
+                "bad_signature_file",
+                f"signature.json has unexpected fields ({unknown}) or lacks some ({missing})",
+                SIGNATURE,
+            )
+        )
+    elif _dump(sig) != signature_bytes:
+        out.problems.append(
+            Problem(
+                "signature_file_changed",
+                "signature.json is not byte for byte as it was written (spacing, order or "
+                "escaping changed)",
+                SIGNATURE,
+            )
+        )
+    if sig.get("signed_file") != MANIFEST:
         out.problems.append(
             Problem("bad_signature_file", "the signature is not over manifest.json", SIGNATURE)
         )
-    if sig.get("key_fingerprint") not in (None, out.key_fingerprint):
+    if sig.get("key_fingerprint") != out.key_fingerprint:
         out.problems.append(
             Problem(
                 "bad_signature_file",
