@@ -107,15 +107,23 @@ class SmtpSettings(BaseModel):
 class CaseSettings(BaseModel):
     """Victims' cases (``rempart.cases``)."""
 
-    #: Wrong PINs allowed for one case before it locks.
+    #: Wrong PINs one client address may send for one case number before that address is
+    #: locked out of that number (every worker counts together, in the store).
     pin_attempts: int = Field(default=5, ge=1, le=100)
-    #: How long a case stays locked after too many wrong PINs.
+    #: How long such an address is locked out; each further lockout in the window doubles it.
     lockout_s: float = Field(default=900.0, gt=0)
+    #: Wrong PINs for one case number from all addresses together, within ``pin_window_s``,
+    #: that lock the number for everyone until the window ends. Much higher than
+    #: ``pin_attempts``, so that nobody can lock her out from one address (docs/cases.md).
+    case_pin_attempts: int = Field(default=100, ge=1, le=100_000)
+    #: The window wrong PINs are counted in.
+    pin_window_s: float = Field(default=86_400.0, gt=0)
     #: The service's X25519 private key (file written by ``rempart cases keygen``): opens
     #: face templates sealed by ``rempart protect --enrol-face``.
     service_key_file: Path | None = None
     #: Tenants whose alerts wait for a moderator to confirm the scan (true-positive feedback)
-    #: before they reach the victim.
+    #: before they reach the victim. The default: a tenant's policy file overrides it with
+    #: ``[alerts] after_review = true|false`` (docs/policy.md).
     alert_after_review: list[str] = Field(default_factory=list)
     #: Public address of the service, used in alert e-mails to link the case page.
     public_url: str = "http://127.0.0.1:8000"
@@ -128,6 +136,12 @@ class CaseSettings(BaseModel):
     pin_checks_per_minute: float = Field(default=30.0, ge=0)
     #: Attempts to deliver one alert (e-mail, webhook) before giving up.
     alert_attempts: int = Field(default=8, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _case_limit_not_below_address_limit(self) -> CaseSettings:
+        if self.case_pin_attempts < self.pin_attempts:
+            raise ValueError("cases.case_pin_attempts must be at least cases.pin_attempts")
+        return self
 
 
 class EvidenceSettings(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from rempart.cases import build_submission, load_submission, seal_template
 from rempart.cases.registry import (
     CaseError,
     CaseRepository,
+    client_key,
     entries_for_submission,
     normalise_case_number,
 )
@@ -28,7 +30,12 @@ from rempart.scan import Scanner
 from rempart.settings import MediaLimits, Settings, load_settings
 from rempart.store import Store
 from rempart.store.audit import AuditLog
-from rempart.store.cases import CASES_TENANT, case_alerts_table, cases_table
+from rempart.store.cases import (
+    CASES_TENANT,
+    case_alerts_table,
+    case_pin_failures_table,
+    cases_table,
+)
 from rempart.store.faces import FaceTemplates, face_templates_table, parse_key
 from rempart.store.keys import KeyRepository
 from rempart.store.models import changes_table, entries_table
@@ -142,7 +149,24 @@ def test_shared_hash_survives_the_other_case(
     assert store.count_entries() == 0
 
 
-def test_wrong_pins_lock_the_case_for_every_worker(
+def _answer(repo: CaseRepository, number: str, pin: str, client: str) -> tuple[str, str]:
+    """``("ok", "")`` or the (code, message) of the refusal; lock times are left out."""
+    try:
+        repo.status(number, pin, client=client)
+    except CaseError as e:
+        return e.code, e.message
+    return "ok", ""
+
+
+def _unlock(store: Store) -> None:
+    """Let every lock run out (as time passing would), keeping the counts."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            case_pin_failures_table.update().values(locked_until=datetime.now(UTC) - timedelta(1))
+        )
+
+
+def test_wrong_pins_lock_one_address_in_every_worker(
     db_url: str, store: Store, settings: Settings, tmp_path: Path
 ) -> None:
     sub = load_submission(build_submission([_photo_dir(tmp_path)], limits=MediaLimits()).to_json())
@@ -151,26 +175,81 @@ def test_wrong_pins_lock_the_case_for_every_worker(
     # Two "workers": separate stores (connection pools) on the same database.
     with Store.open(db_url) as other:
         a, b = CaseRepository(store, settings), CaseRepository(other, settings)
+        for repo in (a, b, a):  # the third wrong PIN from this address locks it out
+            assert _answer(repo, new.number, wrong, "203.0.113.9")[0] == "case_access_denied"
         for repo in (a, b):
             with pytest.raises(CaseError) as e:
-                repo.status(new.number, wrong)
-            assert e.value.code == "case_access_denied"
-        with pytest.raises(CaseError) as e:
-            a.status(new.number, wrong)  # the third wrong PIN locks it
-        assert e.value.code == "case_access_denied"
-        for repo in (a, b):
-            with pytest.raises(CaseError) as e:
-                repo.status(new.number, new.pin)  # even the right PIN, while locked
+                repo.status(new.number, new.pin, client="203.0.113.9")  # even the right PIN
             assert e.value.code == "case_locked" and e.value.status == 429
+            assert 0 < e.value.retry_after_s <= 60  # type: ignore[attr-defined]
             with pytest.raises(CaseError) as e:
-                repo.withdraw(new.number, new.pin)
+                repo.withdraw(new.number, new.pin, client="203.0.113.9")
             assert e.value.code == "case_locked"
+        # She, from her own address, is not locked out by someone else's wrong PINs.
+        assert b.status(new.number, new.pin, client="198.51.100.7").status == "open"
+        assert a.get(new.number).locked_until is None
+    # The next lockout of the same address lasts twice as long...
+    cases = CaseRepository(store, settings)
+
+    def lockout_after_three_wrong() -> float:
+        for _ in range(3):
+            _answer(cases, new.number, wrong, "203.0.113.9")
+        with pytest.raises(CaseError) as e:
+            cases.status(new.number, new.pin, client="203.0.113.9")
+        assert e.value.code == "case_locked"
+        return float(e.value.retry_after_s)  # type: ignore[attr-defined]
+
+    _unlock(store)
+    assert 60 < lockout_after_three_wrong() <= 120
+    # ... until the right PIN comes from that address.
+    _unlock(store)
+    assert cases.status(new.number, new.pin, client="203.0.113.9").status == "open"
+    assert lockout_after_three_wrong() <= 60
+
+
+def test_the_number_locks_for_everyone_only_at_a_much_higher_count(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    settings.cases = settings.cases.model_copy(update={"case_pin_attempts": 8})
+    sub = load_submission(build_submission([_photo_dir(tmp_path)], limits=MediaLimits()).to_json())
+    cases = CaseRepository(store, settings)
+    new = cases.submit(sub)
+    wrong = "00000000" if new.pin != "00000000" else "11111111"
+    # Four addresses, two wrong PINs each (under the per-address limit of 3): 8 in all.
+    for i in range(4):
+        for _ in range(2):
+            assert _answer(cases, new.number, wrong, f"192.0.2.{i}")[0] == "case_access_denied"
+    with pytest.raises(CaseError) as e:
+        cases.status(new.number, new.pin, client="198.51.100.7")  # her, from elsewhere
+    assert e.value.code == "case_locked" and "this case number is locked" in e.value.message
+    # Locked until the window (a day by default) ends, and the operator sees it.
+    assert e.value.retry_after_s > 23 * 3600  # type: ignore[attr-defined]
+    assert cases.get(new.number).locked_until is not None
+    # Once the window is over the count starts again.
     with store.engine.begin() as conn:
-        conn.execute(cases_table.update().values(locked_until=None))
-    assert CaseRepository(store, settings).status(new.number, new.pin).status == "open"
+        conn.execute(
+            case_pin_failures_table.update().values(
+                first_at=datetime.now(UTC) - timedelta(days=2),
+                locked_until=datetime.now(UTC) - timedelta(days=1),
+            )
+        )
+    assert _answer(cases, new.number, wrong, "192.0.2.0")[0] == "case_access_denied"
+    assert cases.status(new.number, new.pin, client="198.51.100.7").status == "open"
+    # Old rows were forgotten: only this window's counts are left.
+    assert _count(store, case_pin_failures_table) == 2
 
 
-def test_unknown_case_and_wrong_pin_look_the_same(store: Store, settings: Settings) -> None:
+def test_ipv6_addresses_count_per_64() -> None:
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9")
+    assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
+    assert client_key("::ffff:192.0.2.1") == client_key("192.0.2.1")
+    assert client_key("192.0.2.1") != client_key("192.0.2.2")
+    assert "192.0.2.1" not in client_key("192.0.2.1")
+
+
+def test_unknown_case_and_wrong_pin_look_the_same(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
     cases = CaseRepository(store, settings)
     answers = set()
     for number, pin in (("RMP-0000-0000-0000", "12345678"), ("nonsense", ""), ("", "x" * 500)):
@@ -181,6 +260,25 @@ def test_unknown_case_and_wrong_pin_look_the_same(store: Store, settings: Settin
     with pytest.raises(RempartError) as nf:
         cases.get("RMP-0000-0000-0000")
     assert nf.value.code == "case_not_found"
+
+    # Wrong PINs on a real number, a withdrawn one and an unknown one: the same answers, step
+    # by step -- the lockouts (per address, then per number) never tell which numbers exist.
+    settings.cases = settings.cases.model_copy(update={"case_pin_attempts": 6})
+    text = build_submission([_photo_dir(tmp_path)], limits=MediaLimits()).to_json()
+    real = cases.submit(load_submission(text)).number
+    withdrawn = cases.submit(load_submission(text))
+    cases.withdraw(withdrawn.number, withdrawn.pin)
+    unknown = "RMP-ZZZZ-ZZZZ-ZZZ0"
+    # 3 wrong, then locked out; 2 more wrong; the 6th wrong in all locks the number.
+    clients = ["192.0.2.1"] * 4 + ["192.0.2.2"] * 2 + ["192.0.2.3"] * 2 + ["192.0.2.4"]
+    seen = {
+        number: [_answer(cases, number, "00000001", c) for c in clients]
+        for number in (real, withdrawn.number, unknown)
+    }
+    assert seen[real] == seen[unknown] == seen[withdrawn.number], seen
+    codes = [code for code, _ in seen[real]]
+    denied, locked = "case_access_denied", "case_locked"
+    assert codes == [denied] * 3 + [locked] + [denied] * 3 + [locked] * 2, codes
 
 
 def test_face_template_stored_under_opaque_id_and_deleted(

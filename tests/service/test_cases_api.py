@@ -190,17 +190,46 @@ def test_bad_input_stores_nothing(make_service: Callable[..., Any], tmp_path: Pa
 def test_many_wrong_pins_lock_and_addresses_are_rate_limited(
     make_service: Callable[..., Any], tmp_path: Path
 ) -> None:
-    svc = make_service(**_case_settings(tmp_path, pin_attempts=3, pin_checks_per_minute=6))
+    svc = make_service(**_case_settings(tmp_path, pin_attempts=3, pin_checks_per_minute=9))
     opened = svc.client.post("/v1/cases", content=_submission_json(tmp_path)).json()
     url = f"/v1/cases/{opened['case']}/status"
     wrong = "99999999" if opened["pin"] != "99999999" else "88888888"
+    unknown = "/v1/cases/RMP-ZZZZ-ZZZZ-ZZZ0/status"
     for _ in range(3):
         _problem(svc.client.post(url, json={"pin": wrong}), 403, "case_access_denied")
-    body = _problem(svc.client.post(url, json={"pin": opened["pin"]}), 429, "case_locked")
-    assert "minute" in body["hint"]
-    # 6 checks a minute from one address: the 7th is refused before any PIN is checked.
-    codes = [svc.client.post(url, json={"pin": opened["pin"]}).json()["code"] for _ in range(3)]
-    assert codes[0] == "case_locked" and codes[-1] == "rate_limited"
+        _problem(svc.client.post(unknown, json={"pin": wrong}), 403, "case_access_denied")
+    locked = svc.client.post(url, json={"pin": opened["pin"]})
+    body = _problem(locked, 429, "case_locked")
+    assert "minute" in body["hint"] and 840 < int(locked.headers["Retry-After"]) <= 900
+    # An unknown number answers exactly alike: a lock does not tell that a number exists.
+    same = svc.client.post(unknown, json={"pin": wrong})
+    assert _problem(same, 429, "case_locked") == body
+    assert same.headers["Retry-After"] == locked.headers["Retry-After"]
+    # The page says it too, with Retry-After.
+    page = svc.client.post("/case?lang=en", data={"number": opened["case"], "pin": "1"})
+    assert page.status_code == 429 and 840 < int(page.headers["Retry-After"]) <= 900
+    # 9 checks a minute from one address: the 10th is refused before any PIN is checked.
+    refused = svc.client.post(url, json={"pin": opened["pin"]})
+    _problem(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_the_address_limiter_forgets_old_addresses() -> None:
+    from rempart.service.ratelimit import RateLimiter
+
+    limiter = RateLimiter(1.0, 2, max_keys=100)
+    for i in range(1000):  # a flood of addresses, one request each, a second apart
+        assert limiter.take(f"192.0.2.{i}", now=float(i)) == 0.0
+    assert len(limiter) <= 3  # buckets that refilled are gone
+    for i in range(1000):  # all at once: none refills, the cap holds
+        limiter.take(f"198.51.100.{i}", now=2000.0)
+    assert len(limiter) == 100
+    # The limit itself still holds for an address that keeps asking.
+    assert [limiter.take("203.0.113.1", now=2000.0) > 0 for _ in range(3)] == [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_submissions_are_rate_limited_per_address(

@@ -10,8 +10,8 @@ A case is opened from a checked :class:`~rempart.cases.Submission`:
 - her contact details (e-mail, webhook URL and its signing secret) are sealed to the service
   key before they are stored;
 - she gets a random **case number** (60 bits) and **PIN** (8 digits); only an Argon2id hash
-  of the PIN is kept. Wrong PINs are counted in the database (so every worker sees them) and
-  lock the case for ``settings.cases.lockout_s`` after ``pin_attempts``.
+  of the PIN is kept. Wrong PINs are counted in the database (so every worker sees them),
+  per (number, client address) and per number (**Wrong PINs** below).
 
 Everything is written in one transaction: an error at any step stores nothing.
 
@@ -20,6 +20,21 @@ them from its index within a refresh (0.25 s by default), scrubs the hash values
 change log rows of those entries, deletes her face templates and alerts, and keeps a
 tombstone (number, ``withdrawn``, when). The audit log records ``case.withdraw`` with the
 case number (already in the tombstone) and nothing about what was withdrawn.
+
+**Wrong PINs.** The case number appears in the notices sent to platforms, so a lock on the
+case alone would let anyone who read a notice keep her out by sending wrong PINs. So:
+
+- one client address gets ``pin_attempts`` (5) wrong PINs for one number, then is locked
+  out of that number for ``lockout_s`` (15 minutes), doubled at each further lockout within
+  ``pin_window_s`` (a day): from one address, about 35 guesses a day;
+- the number itself locks, for everyone, only when all addresses together reach
+  ``case_pin_attempts`` (100) within the window, and until the window ends.
+
+Guessing stays hopeless -- at most 100 guesses a day against 10^8 PINs is more than a
+thousand years on average, and the 60-bit number must be known first -- while locking her
+out takes many addresses (IPv6 addresses count per /64), and only for the rest of a day.
+Counts are kept by the number typed, whether or not a case has it, so a locked answer says
+nothing about which numbers exist.
 
 :meth:`CaseRepository.get` and :meth:`CaseRepository.alerts` are the operator's view (CLI,
 moderator UI): they need no PIN and must never be exposed to the public.
@@ -58,6 +73,7 @@ from rempart.store.cases import (
     CASES_TENANT,
     case_alerts_table,
     case_entries_table,
+    case_pin_failures_table,
     cases_table,
 )
 from rempart.store.faces import (
@@ -73,6 +89,7 @@ from rempart.store.repository import delete_entries
 K = cases_table.c
 CE = case_entries_table.c
 AL = case_alerts_table.c
+PF = case_pin_failures_table.c
 E = entries_table.c
 C = changes_table.c
 B = banks_table.c
@@ -82,9 +99,12 @@ _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _NUMBER: Final = re.compile(
     r"RMP-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}"
 )
-#: 8 digits: with the lockout (5 tries per 15 minutes) guessing one case's PIN takes
-#: centuries on average, and the number itself (60 random bits) must be known first.
+#: 8 digits: with the lockout (at most 100 wrong PINs a day per number) guessing one case's
+#: PIN takes over a thousand years on average, and the number (60 random bits) must be
+#: known first.
 PIN_DIGITS: Final = 8
+#: The ``client`` of the per-number count of wrong PINs (every address together).
+EVERYONE: Final = "*"
 #: Items accepted in one submission (a person's own photos and videos, not an archive).
 MAX_ITEMS: Final = 2000
 _EMAIL: Final = re.compile(r"[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,190}\.[^@\s<>,;\"]{2,63}")
@@ -96,7 +116,8 @@ class CaseError(RempartError):
 
     Codes: ``case_access_denied`` (403: unknown case, wrong PIN or withdrawn case -- the
     same answer for all three, so the number cannot be probed), ``case_locked`` (429: too
-    many wrong PINs). Bad input is a :class:`CaseInputError` (422).
+    many wrong PINs for that number, whether or not it exists). Bad input is a
+    :class:`CaseInputError` (422).
     """
 
     code = "case_access_denied"
@@ -112,16 +133,19 @@ class CaseInputError(RempartError):
 
 
 class CaseLockedError(CaseError):
-    """Too many wrong PINs: the case is locked for a while (``case_locked``)."""
+    """Too many wrong PINs for this number: from this address, or from all of them
+    (``case_locked``, 429 with ``Retry-After`` from :attr:`retry_after_s`)."""
 
     code = "case_locked"
     status = 429
 
-    def __init__(self, until: datetime) -> None:
+    def __init__(self, until: datetime, *, everyone: bool = False) -> None:
         wait = max(1, int((until - datetime.now(UTC)).total_seconds() + 0.999))
         minutes = (wait + 59) // 60
         super().__init__(
-            "this case is locked after too many wrong PINs",
+            "this case number is locked after too many wrong PINs"
+            if everyone
+            else "too many wrong PINs for this case number from your address",
             hint=f"try again in {minutes} minute{'s' if minutes > 1 else ''}",
         )
         self.retry_after_s = wait
@@ -523,53 +547,87 @@ class CaseRepository:
 
     # -- the PIN -------------------------------------------------------------------------------
 
-    def _authenticate(self, number: str, pin: str) -> Row[Any]:
-        """The open case ``number`` if ``pin`` is its PIN; counts a wrong PIN, locks."""
+    def _authenticate(self, number: str, pin: str, client: str) -> Row[Any]:
+        """The open case ``number`` if ``pin`` is its PIN. A wrong PIN is counted for
+        (number, ``client``) and for the number, and may lock either (module docstring).
+
+        Unknown, withdrawn and real numbers take the same path and the same time, so no
+        answer -- denied or locked -- tells whether a number exists.
+        """
         canonical = normalise_case_number(number)
-        row = None
-        if canonical is not None:
-            with db.read_transaction(self._engine) as conn:
-                row = conn.execute(select(cases_table).where(K.number == canonical)).first()
-        if row is None or row.status != "open" or row.pin_hash is None:
-            verify_pin(None, pin)  # same time as a real check
+        if canonical is None:
+            # Not even the shape of a number (the shape is public): nothing to count.
+            verify_pin(None, pin)
             raise _denied()
+        who = client_key(client)
         now = datetime.now(UTC)
-        if row.locked_until is not None and row.locked_until > now:
-            raise CaseLockedError(row.locked_until)
-        ok = verify_pin(row.pin_hash, pin)
-        cfg = self._settings.cases
+        with db.read_transaction(self._engine) as conn:
+            _raise_if_locked(conn, canonical, who, now)
+            row = conn.execute(select(cases_table).where(K.number == canonical)).first()
+        if row is None or row.status != "open" or row.pin_hash is None:
+            row = None
+        ok = verify_pin(row.pin_hash if row is not None else None, pin)
         with db.write_transaction(self._engine) as conn:
-            # Re-read under the write lock: another worker may have locked the case while
-            # the PIN was being checked; counting here is what makes the limit global.
-            current = conn.execute(select(cases_table).where(K.id == row.id)).one()
-            if current.locked_until is not None and current.locked_until > now:
-                raise CaseLockedError(current.locked_until)
-            if current.status != "open":
-                raise _denied()
-            if ok:
-                if current.failed_attempts:
+            # Re-read under the write lock: another worker may have locked the number while
+            # the PIN was being checked; counting here is what makes the limits global.
+            _raise_if_locked(conn, canonical, who, now)
+            if ok and row is not None:
+                current = conn.execute(select(cases_table).where(K.id == row.id)).one()
+                if current.status == "open":
                     conn.execute(
-                        update(cases_table)
-                        .where(K.id == row.id)
-                        .values(failed_attempts=0, locked_until=None)
+                        delete(case_pin_failures_table).where(
+                            PF.number == canonical, PF.client == who
+                        )
                     )
-                return current
-            failed = int(current.failed_attempts) + 1
-            values: dict[str, Any] = {"failed_attempts": failed}
-            if failed >= cfg.pin_attempts:
-                values = {
-                    "failed_attempts": 0,
-                    "locked_until": now + timedelta(seconds=cfg.lockout_s),
-                }
-            conn.execute(update(cases_table).where(K.id == row.id).values(**values))
+                    return current
+            self._count_failure(conn, canonical, who, now)
         raise _denied()
+
+    def _count_failure(self, conn: Connection, number: str, who: str, now: datetime) -> None:
+        cfg = self._settings.cases
+        window = timedelta(seconds=cfg.pin_window_s)
+        # Forget windows and locks that are over (every worker does a little of this).
+        conn.execute(
+            delete(case_pin_failures_table).where(
+                PF.first_at < now - window,
+                (PF.locked_until.is_(None)) | (PF.locked_until < now),
+            )
+        )
+        for client in (who, EVERYONE):
+            failures, first_at = _bump(conn, number, client, now, window)
+            until: datetime | None = None
+            if client == EVERYONE:
+                if failures >= cfg.case_pin_attempts:
+                    until = max(first_at + window, now + timedelta(seconds=cfg.lockout_s))
+            elif failures % cfg.pin_attempts == 0:
+                lockouts = failures // cfg.pin_attempts
+                wait = min(cfg.lockout_s * 2 ** min(lockouts - 1, 30), cfg.pin_window_s)
+                until = now + timedelta(seconds=wait)
+            if until is not None:
+                conn.execute(
+                    update(case_pin_failures_table)
+                    .where(PF.number == number, PF.client == client)
+                    .values(locked_until=until)
+                )
+
+    def lock_status(self, number: str) -> datetime | None:
+        """Until when ``number`` is locked for everyone (too many wrong PINs), or ``None``."""
+        canonical = normalise_case_number(number)
+        if canonical is None:
+            return None
+        with db.read_transaction(self._engine) as conn:
+            until = conn.execute(
+                select(PF.locked_until).where(PF.number == canonical, PF.client == EVERYONE)
+            ).scalar()
+        return until if until is not None and until > datetime.now(UTC) else None
 
     # -- following -----------------------------------------------------------------------------
 
-    def status(self, number: str, pin: str) -> CaseStatus:
+    def status(self, number: str, pin: str, *, client: str = "local") -> CaseStatus:
         """Her view of her case (number + PIN): counts, platforms and dates of confirmed
-        alerts. Raises ``case_access_denied`` or ``case_locked``."""
-        row = self._authenticate(number, pin)
+        alerts. ``client`` is who asks (the HTTP client's address), for the lockout.
+        Raises ``case_access_denied`` or ``case_locked``."""
+        row = self._authenticate(number, pin, client)
         with db.read_transaction(self._engine) as conn:
             entries = self._entry_count(conn, row.id)
             alerts = conn.execute(
@@ -596,10 +654,12 @@ class CaseRepository:
 
     # -- withdrawing ---------------------------------------------------------------------------
 
-    def withdraw(self, number: str, pin: str, *, actor: str = "victim") -> Withdrawal:
+    def withdraw(
+        self, number: str, pin: str, *, actor: str = "victim", client: str = "local"
+    ) -> Withdrawal:
         """Delete everything of the case for good, keeping a tombstone (see the module
         docstring). Raises ``case_access_denied`` or ``case_locked``; atomic."""
-        row = self._authenticate(number, pin)
+        row = self._authenticate(number, pin, client)
         now = datetime.now(UTC)
         with db.write_transaction(self._engine) as conn:
             current = conn.execute(select(cases_table).where(K.id == row.id)).one()
@@ -615,8 +675,6 @@ class CaseRepository:
                     pin_hash=None,
                     person_id=None,
                     contact_sealed=None,
-                    failed_attempts=0,
-                    locked_until=None,
                 )
             )
             # Notices already sent stay on record (they were sent), but stop being reminded.
@@ -653,7 +711,7 @@ class CaseRepository:
             entries=entries,
             face_enrolled=row.person_id is not None,
             has_contact=row.contact_sealed is not None,
-            locked_until=row.locked_until,
+            locked_until=self.lock_status(row.number),
         )
 
     def alerts(self, number: str) -> list[AlertInfo]:
@@ -687,6 +745,68 @@ class CaseRepository:
         with db.read_transaction(self._engine) as conn:
             numbers = list(conn.execute(query).scalars())
         return [self.get(n) for n in numbers]
+
+
+def client_key(address: str) -> str:
+    """What the wrong-PIN counts keep of a client address: a hash (32 hex digits), never
+    the address. IPv6 addresses count per /64, the block one subscriber usually holds."""
+    import hashlib
+    import ipaddress
+
+    text = address.strip()[:128]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        if ip.version == 6 and ip.ipv4_mapped is None:
+            text = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        elif ip.version == 6 and ip.ipv4_mapped is not None:
+            text = str(ip.ipv4_mapped)
+    return hashlib.sha256(f"rempart-pin-client:{text}".encode()).hexdigest()[:32]
+
+
+def _raise_if_locked(conn: Connection, number: str, who: str, now: datetime) -> None:
+    rows = conn.execute(
+        select(PF.client, PF.locked_until).where(
+            PF.number == number, PF.client.in_([who, EVERYONE]), PF.locked_until > now
+        )
+    ).all()
+    if rows:
+        client, until = max(rows, key=lambda r: r.locked_until)
+        raise CaseLockedError(until, everyone=client == EVERYONE)
+
+
+def _bump(
+    conn: Connection, number: str, client: str, now: datetime, window: timedelta
+) -> tuple[int, datetime]:
+    """Count one wrong PIN for (number, client) in its window; returns (failures in the
+    window, when the window started). Safe against a worker counting at the same time:
+    the row is created if missing, then locked (PostgreSQL) or written under SQLite's
+    write lock."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    conn.execute(
+        upsert(case_pin_failures_table)
+        .values(number=number, client=client, failures=0, first_at=now, locked_until=None)
+        .on_conflict_do_nothing()
+    )
+    row = conn.execute(
+        select(PF.failures, PF.first_at)
+        .where(PF.number == number, PF.client == client)
+        .with_for_update()
+    ).one()
+    failures, first_at = int(row.failures) + 1, row.first_at
+    if first_at < now - window:  # a new window
+        failures, first_at = 1, now
+    conn.execute(
+        update(case_pin_failures_table)
+        .where(PF.number == number, PF.client == client)
+        .values(failures=failures, first_at=first_at, locked_until=None)
+    )
+    return failures, first_at
 
 
 def _add_entries(

@@ -6,6 +6,7 @@ Every error the API returns has this shape and a stable ``code`` that clients ca
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,14 +89,21 @@ def problem(
     )
 
 
+def retry_after_header(seconds: float) -> str:
+    """A ``Retry-After`` value: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem."""
 
     @app.exception_handler(RempartError)
     async def _rempart(request: Request, exc: RempartError) -> JSONResponse:
         headers = None
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
+        # Any 429 that knows when to come back says so (rate limits, a locked case number).
+        retry_after = getattr(exc, "retry_after_s", None)
+        if isinstance(retry_after, int | float):
+            headers = {"Retry-After": retry_after_header(retry_after)}
         elif isinstance(exc, AuthError):
             headers = {"WWW-Authenticate": 'Bearer realm="rempart"'}
         errors = exc.errors if isinstance(exc, ImportFormatError) else None

@@ -66,6 +66,8 @@ class Case(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: No longer used (wrong PINs are counted in ``case_pin_failures`` since revision 0009);
+    #: kept so that migrating does not rewrite a table other tables point to.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: Opaque id of her face templates (tenant :data:`CASES_TENANT`); NULL without a face.
@@ -116,9 +118,31 @@ class CaseAlert(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class CasePinFailure(Base):
+    """Wrong PINs for one case **number** (known or not) from one client, or from every
+    client (``client == "*"``), in a window that starts at ``first_at``.
+
+    Keyed by the number typed, not by a case row: an unknown number counts and locks exactly
+    like a real one, so the answers never tell which numbers exist. ``client`` is a hash of
+    the address (pseudonymous, not anonymous); rows are deleted once their window and lock
+    have passed. Replaces ``cases.failed_attempts`` and ``cases.locked_until`` (no longer
+    used; see :mod:`rempart.cases.registry` for the counting rules).
+    """
+
+    __tablename__ = "case_pin_failures"
+    __table_args__ = (Index(None, "first_at"),)
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 cases_table = cast(Table, Case.__table__)
 case_entries_table = cast(Table, CaseEntry.__table__)
 case_alerts_table = cast(Table, CaseAlert.__table__)
+case_pin_failures_table = cast(Table, CasePinFailure.__table__)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,14 +1,19 @@
 """Victims' cases over HTTP: open a case, follow it, withdraw it -- and the case page.
 
 These routes are **public** (no API key): a victim has a case number and a PIN, nothing
-else. They are guarded by a strict body limit, a per-address rate limit (per worker) and,
-for the PIN, the per-case lockout kept in the database (shared by every worker). The PIN
-always travels in the body, never in the URL, so it does not end up in access logs.
+else. They are guarded by a strict body limit, a per-address rate limit (per worker, its
+memory bounded) and, for the PIN, the lockout kept in the database (shared by every
+worker): per (case number, client address), and per number at a much higher count
+(:mod:`rempart.cases.registry`). The PIN always travels in the body, never in the URL, so
+it does not end up in access logs. Behind a reverse proxy that is not on the same host,
+set ``FORWARDED_ALLOW_IPS`` to its address so the client address is the visitor's (from
+``X-Forwarded-For``), not the proxy's.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -23,7 +28,7 @@ from rempart.cases.submission import FORMAT, SubmissionError
 from rempart.errors import RempartError
 from rempart.service.body import read_body
 from rempart.service.context import ServiceContext, get_context
-from rempart.service.problems import RateLimitedError
+from rempart.service.problems import RateLimitedError, retry_after_header
 from rempart.service.ratelimit import RateLimiter
 from rempart.store.notices import NoticeRepository
 
@@ -72,9 +77,12 @@ def _limiters(request: Request, ctx: ServiceContext) -> dict[str, RateLimiter]:
     return limiters
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def _throttle(request: Request, ctx: ServiceContext, kind: str) -> None:
-    address = request.client.host if request.client else "unknown"
-    wait = _limiters(request, ctx)[kind].take(address)
+    wait = _limiters(request, ctx)[kind].take(_address(request))
     if wait > 0:
         raise TooManyRequests(wait)
 
@@ -149,7 +157,9 @@ async def case_status(
 ) -> JSONResponse:
     """How many matches, on which platform, when -- never the content."""
     _throttle(request, ctx, "pin")
-    status = await run_in_threadpool(_repo(ctx).status, number, body.pin)
+    status = await run_in_threadpool(
+        partial(_repo(ctx).status, number, body.pin, client=_address(request))
+    )
     return JSONResponse(status.to_dict(), headers=_NO_STORE)
 
 
@@ -163,15 +173,20 @@ async def case_withdraw(
     """Delete the case's hashes, face template and alerts for good (every worker stops
     matching them within a second); a tombstone (number, date) is kept."""
     _throttle(request, ctx, "pin")
-    done = await run_in_threadpool(_repo(ctx).withdraw, number, body.pin)
+    done = await run_in_threadpool(
+        partial(_repo(ctx).withdraw, number, body.pin, client=_address(request))
+    )
     return JSONResponse(done.to_dict(), headers=_NO_STORE)
 
 
 # -- the case page ------------------------------------------------------------------------------
 
 
-def _page(html: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(html, status_code=status_code, headers=_PAGE_HEADERS)
+def _page(html: str, status_code: int = 200, retry_after_s: float | None = None) -> HTMLResponse:
+    headers = dict(_PAGE_HEADERS)
+    if retry_after_s is not None:
+        headers["Retry-After"] = retry_after_header(retry_after_s)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 @router.get("/case", include_in_schema=False)
@@ -195,10 +210,11 @@ async def case_page_post(
     try:
         _throttle(request, ctx, "pin")
         repo = _repo(ctx)
+        client = _address(request)
         if action == "withdraw":
-            done = await run_in_threadpool(repo.withdraw, number, pin)
+            done = await run_in_threadpool(partial(repo.withdraw, number, pin, client=client))
             return _page(render_case_page(lang, "withdrawn", withdrawal=done))
-        status = await run_in_threadpool(repo.status, number, pin)
+        status = await run_in_threadpool(partial(repo.status, number, pin, client=client))
         if action == "confirm":
             return _page(render_case_page(lang, "confirm", number=status.number, pin=pin))
         notices = await run_in_threadpool(
@@ -207,4 +223,9 @@ async def case_page_post(
         return _page(render_case_page(lang, "status", status=status, pin=pin, notices=notices))
     except RempartError as e:
         page = render_case_page(lang, "form", number=number, error=e.code)
-        return _page(page, status_code=e.status if 400 <= e.status < 600 else 400)
+        retry = getattr(e, "retry_after_s", None)
+        return _page(
+            page,
+            status_code=e.status if 400 <= e.status < 600 else 400,
+            retry_after_s=retry if isinstance(retry, int | float) else None,
+        )
