@@ -219,6 +219,54 @@ def test_review_first_tenants_wait_for_a_moderator(
     assert AlertDispatcher(store, settings).run_once() == 1 and len(mailbox.messages) == 1
 
 
+def test_a_tenant_policy_overrides_the_review_setting(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    from rempart.cases.alerts import alerts_wait_for_review
+    from rempart.policy import DEFAULT_POLICY_TOML, load_policy
+
+    settings.cases = settings.cases.model_copy(update={"alert_after_review": ["b", "c"]})
+    policies = {
+        "a": load_policy(DEFAULT_POLICY_TOML + "[alerts]\nafter_review = true\n"),
+        "b": load_policy(DEFAULT_POLICY_TOML + "[alerts]\nafter_review = false\n"),
+        "c": load_policy(DEFAULT_POLICY_TOML),  # says nothing: the setting decides
+    }
+    assert [alerts_wait_for_review(t, settings, policies) for t in "abcd"] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    cases = CaseRepository(store, settings)
+    new = cases.submit(_submission(tmp_path))
+    scans = [_scan_record(store, settings, t, _copy()) for t in "ab"]
+    assert record_alerts(store, settings, scans, policies) == 2
+    assert {a.tenant: a.status for a in cases.alerts(new.number)} == {
+        "a": "pending_review",
+        "b": "active",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[alerts]\nafter_review = "yes"\n', "must be true or false"),
+        ("[alerts]\nafterreview = true\n", "unknown keys: afterreview"),
+        ('alerts = "review"\n', "alerts must be a table"),
+    ],
+)
+def test_a_bad_alerts_table_is_explained(extra: str, message: str) -> None:
+    from rempart.policy import DEFAULT_POLICY_TOML, load_policy
+    from rempart.policy.rules import PolicyError
+
+    text = (
+        extra + DEFAULT_POLICY_TOML if extra.startswith("alerts =") else DEFAULT_POLICY_TOML + extra
+    )
+    with pytest.raises(PolicyError) as e:
+        load_policy(text)
+    assert message in e.value.message and e.value.code == "bad_policy"
+
+
 def test_face_lead_alerts_only_with_nudity_or_generation(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:

@@ -143,6 +143,43 @@ def test_review_first_tenant_alerts_after_feedback(
     assert svc.client.post(f"/v1/cases/{opened['case']}/status", json=pin).json()["matches"] == 1
 
 
+def test_each_tenant_policy_says_whether_its_alerts_wait_for_review(
+    make_service: Callable[..., Any], tmp_path: Path
+) -> None:
+    from rempart.policy import DEFAULT_POLICY_TOML
+
+    policies = {}
+    for tenant, wait in (("careful", "true"), ("quick", "false")):
+        policies[tenant] = tmp_path / f"{tenant}.toml"
+        policies[tenant].write_text(f"{DEFAULT_POLICY_TOML}\n[alerts]\nafter_review = {wait}\n")
+    # The setting names "quick" too: its own policy says otherwise, and wins. "plain" has no
+    # policy file, so the setting decides for it.
+    svc = make_service(
+        **_case_settings(tmp_path, alert_after_review=["quick", "plain"]),
+        policies={k: str(v) for k, v in policies.items()},
+    )
+    opened = svc.client.post("/v1/cases", content=_submission_json(tmp_path)).json()
+    scans = {}
+    for tenant in ("careful", "quick", "plain"):
+        key = svc.key("scan", tenant=tenant)
+        scans[tenant] = (key, _scan_until_match(svc, key))
+        assert scans[tenant][1]["matches"], tenant
+    assert svc.ctx.flush()
+    alerts = {a.tenant: a.status for a in CaseRepository(svc.store).alerts(opened["case"])}
+    assert alerts == {"careful": "pending_review", "quick": "active", "plain": "pending_review"}
+    pin = {"pin": opened["pin"]}
+    status = svc.client.post(f"/v1/cases/{opened['case']}/status", json=pin).json()
+    assert [a["platform"] for a in status["alerts"]] == ["quick"]
+    # A moderator of "careful" confirms its scan: her case shows it.
+    key, scan = scans["careful"]
+    fb = svc.client.post(
+        f"/v1/scans/{scan['id']}/feedback", headers=key, json={"label": "true_positive"}
+    )
+    assert fb.status_code == 200, fb.text
+    status = svc.client.post(f"/v1/cases/{opened['case']}/status", json=pin).json()
+    assert sorted(a["platform"] for a in status["alerts"]) == ["careful", "quick"]
+
+
 def test_bad_input_stores_nothing(make_service: Callable[..., Any], tmp_path: Path) -> None:
     svc = make_service(**_case_settings(tmp_path))
     good = _submission_json(tmp_path)
@@ -282,7 +319,7 @@ def test_case_page_status_and_withdraw(make_service: Callable[..., Any], tmp_pat
     from rempart.store.notices import NoticeRepository
 
     sent = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-    NoticeRepository(svc.store).create(
+    notice = NoticeRepository(svc.store).create(
         tenant="pics",
         kind="takeitdown",
         lang="en",
@@ -292,9 +329,11 @@ def test_case_page_status_and_withdraw(make_service: Callable[..., Any], tmp_pat
         items=[{"url": "https://pics.example/p/1"}],
         sent_at=sent,
         deadline=sent + timedelta(hours=48),
-        renotice_hours=24,
         case_number=opened["case"],
     )
+    page = svc.client.post("/case?lang=en", data={**form, "action": "status"})
+    assert "not sent yet" in page.text  # recorded, but nobody has sent it
+    NoticeRepository(svc.store).set_status(notice.id, "sent", now=sent)
     page = svc.client.post("/case?lang=en", data={**form, "action": "status"})
     assert "TAKE IT DOWN Act request" in page.text and "2026-11-22 09:30 UTC" in page.text
     assert "waiting for removal" in page.text

@@ -8,8 +8,9 @@ An alert is made from a **scan record** (what the service keeps of a scan) when
   an ordinary photo is not an alert.
 
 The alert holds where (the platform's tenant, the scan id), when, and how (signals,
-distances, thresholds, variants) -- never content and never a hash. A tenant named in
-``settings.cases.alert_after_review`` has its alerts wait (``pending_review``) until a
+distances, thresholds, variants) -- never content and never a hash. A tenant whose policy
+says ``[alerts] after_review = true`` (or, when its policy does not say, a tenant named in
+``settings.cases.alert_after_review``) has its alerts wait (``pending_review``) until a
 moderator confirms the scan (true-positive feedback, :func:`confirm_scan`); a false positive
 removes them (:func:`dismiss_scan`).
 
@@ -32,6 +33,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, delete, insert, select, update
 
 from rempart.errors import RempartError
+from rempart.policy import Policy
 from rempart.settings import Settings
 from rempart.store import Store, db
 from rempart.store.cases import (
@@ -132,8 +134,26 @@ def _cases_bank_id(conn: Connection) -> int | None:
     return None if found is None else int(found)
 
 
-def record_alerts(store: Store, settings: Settings, scans: Sequence[ScanRecord]) -> int:
+def alerts_wait_for_review(
+    tenant: str, settings: Settings, policies: Mapping[str, Policy] | None = None
+) -> bool:
+    """Whether alerts raised by ``tenant``'s scans wait for its moderator: its policy's
+    ``[alerts] after_review`` when the policy says, else ``settings.cases.alert_after_review``.
+    """
+    policy = (policies or {}).get(tenant)
+    if policy is not None and policy.alert_after_review is not None:
+        return policy.alert_after_review
+    return tenant in settings.cases.alert_after_review
+
+
+def record_alerts(
+    store: Store,
+    settings: Settings,
+    scans: Sequence[ScanRecord],
+    policies: Mapping[str, Policy] | None = None,
+) -> int:
     """Make the alerts that ``scans`` (just recorded) raise; returns how many were new.
+    ``policies`` are the tenants' policies (the service's), for ``[alerts] after_review``.
 
     Cheap when nothing concerns a case: the records are read in memory, and the database
     is asked only when a match names the ``cases`` bank or a face is a case lead.
@@ -148,13 +168,13 @@ def record_alerts(store: Store, settings: Settings, scans: Sequence[ScanRecord])
             candidates.append((scan, matches, faces))
     if not candidates:
         return 0
-    review = set(settings.cases.alert_after_review)
     now = datetime.now(UTC)
     made = 0
     with db.write_transaction(store.engine) as conn:
         bank_id = _cases_bank_id(conn)
         for scan, matches, faces in candidates:
-            status = "pending_review" if scan.tenant in review else "active"
+            waits = alerts_wait_for_review(scan.tenant, settings, policies)
+            status = "pending_review" if waits else "active"
             found: list[tuple[int, str, dict[str, Any]]] = []
             by_entry: dict[int, list[dict[str, Any]]] = {}
             for m in matches:

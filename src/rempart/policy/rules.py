@@ -53,10 +53,17 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Policy:
-    """An ordered list of rules; the most severe action among those that fire wins."""
+    """An ordered list of rules; the most severe action among those that fire wins.
+
+    ``alert_after_review`` is the tenant's choice for victims' case alerts (``[alerts]
+    after_review`` in the file): ``True``, an alert raised by this tenant's scans waits for
+    one of its moderators to confirm the scan; ``False``, it goes out at once; ``None``
+    (not said), the service's ``cases.alert_after_review`` decides.
+    """
 
     rules: tuple[Rule, ...]
     name: str = "custom"
+    alert_after_review: bool | None = None
 
     def decide(self, facts: Facts) -> Verdict:
         """The verdict for ``facts``, with a reason per piece of evidence of each rule fired."""
@@ -127,6 +134,26 @@ priority = "normal"
 """
 
 _KNOWN_KEYS = {"name", "description", "when", "unless", "action", "priority"}
+_ALERT_KEYS = {"after_review"}
+
+
+def _alerts(doc: dict[str, Any]) -> bool | None:
+    """``[alerts] after_review`` of a policy document (``None`` when not given)."""
+    raw = doc.get("alerts")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PolicyError("alerts must be a table", hint="[alerts]\nafter_review = true")
+    unknown = set(raw) - _ALERT_KEYS
+    if unknown:
+        raise PolicyError(
+            f"[alerts] has unknown keys: {', '.join(sorted(unknown))}",
+            hint="the only key is after_review = true or false",
+        )
+    value = raw.get("after_review")
+    if value is not None and not isinstance(value, bool):
+        raise PolicyError("[alerts] after_review must be true or false", hint=f"got {value!r}")
+    return value
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -187,7 +214,7 @@ def load_policy(source: str | Path, *, name: str | None = None) -> Policy:
                 str(r.get("description", "")),
             )
         )
-    return Policy(tuple(rules), name or str(doc.get("name", "custom")))
+    return Policy(tuple(rules), name or str(doc.get("name", "custom")), _alerts(doc))
 
 
 DEFAULT_POLICY = load_policy(DEFAULT_POLICY_TOML, name="default")

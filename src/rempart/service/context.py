@@ -192,7 +192,7 @@ class ServiceContext:
             try:
                 from rempart.cases.alerts import record_alerts
 
-                record_alerts(self.store, self.settings, scans)
+                record_alerts(self.store, self.settings, scans, self.policies)
             except Exception:
                 log.exception("recording case alerts failed")
         for item in items:
