@@ -1,6 +1,7 @@
 """Takedown notices: the legally required elements in English and French, and tracking on a
 real store (48-hour deadline, a reminder every 24 hours until removal, e-mail through a real
-SMTP server). The clock is passed in: nothing sleeps."""
+SMTP server, messages to send by hand, failed e-mails retried, erasure on withdrawal). The
+clock is passed in: nothing sleeps."""
 
 from __future__ import annotations
 
@@ -13,23 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from rempart.cases import build_submission
 from rempart.cases.notices import (
     NoticeError,
     Notices,
     NoticeScheduler,
     Sender,
     item_from_scan,
+    items_for_scans,
     render_notice,
     render_reminder,
 )
+from rempart.cases.registry import CaseRepository, new_case_number
 from rempart.errors import NotFoundError
 from rempart.examples import jpeg_bytes, synthetic_photo
 from rempart.scan import Scanner
-from rempart.settings import Settings, SmtpSettings, load_settings
+from rempart.settings import MediaLimits, Settings, SmtpSettings, load_settings
 from rempart.store import Store
-from rempart.store.notices import NoticeRepository
+from rempart.store.notices import NoticeRepository, notices_table
 from rempart.store.scans import ScanRecord, ScanRepository
 
 T0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -47,6 +52,7 @@ ITEMS = [
         "scan_id": "9b0e6c1e-4a8b-4d7e-9f51-1b2c3d4e5f60",
         "sha256": "ab" * 32,
         "first_seen": "2026-11-20T10:00:00Z",
+        "review": "confirmed",
     },
     {
         "url": "https://pics.example/p/2",
@@ -55,8 +61,11 @@ ITEMS = [
         "scan_id": None,
         "sha256": None,
         "first_seen": "2026-11-21T08:00:00Z",
+        "review": "unreviewed",
     },
 ]
+#: A well-formed case number (render tests need no case in a store).
+NUMBER = "RMP-ABCD-2345-6789"
 
 
 def _render(kind: str, lang: str, sender: Sender = SENDER) -> Any:
@@ -67,7 +76,7 @@ def _render(kind: str, lang: str, sender: Sender = SENDER) -> Any:
         sender=sender,
         platform="pics",
         sent_at=T0,
-        case_number="RMP-ABCD-2345",
+        case_number=NUMBER,
         reference=12,
     )
 
@@ -189,6 +198,81 @@ def test_generic_notice(lang: str) -> None:
     _lead(text, lang)
 
 
+KINDS = ["takeitdown", "dsa", "pharos", "generic"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_notices_claim_no_review_that_did_not_happen(kind: str, lang: str) -> None:
+    """Each item says whether a moderator confirmed it; nothing says every item was
+    reviewed when one was not."""
+    text = _render(kind, lang).text
+    for false in ("was reviewed", "I have reviewed", "a été examiné", "J'ai examiné"):
+        assert false not in text
+    pending = (
+        "automatic match, pending human review"
+        if lang == "en"
+        else "correspondance automatique, en attente de vérification humaine"
+    )
+    assert pending in text
+    if kind != "pharos":
+        assert ("confirmed by a moderator" if lang == "en" else "confirmé par un modérateur") in (
+            text
+        )
+        assert (
+            "A moderator confirmed 1 of the 2 items"
+            if lang == "en"
+            else "Un modérateur a confirmé 1 des 2 éléments"
+        ) in text
+    all_confirmed = render_notice(
+        kind,
+        lang,
+        items=[{**i, "review": "confirmed"} for i in ITEMS],
+        sender=SENDER,
+        platform="pics",
+        sent_at=T0,
+    ).text
+    assert pending not in all_confirmed
+    # Items stored before review states existed are never presented as reviewed.
+    legacy = render_notice(
+        kind,
+        lang,
+        items=[{k: v for k, v in i.items() if k != "review"} for i in ITEMS],
+        sender=SENDER,
+        platform="pics",
+        sent_at=T0,
+    ).text
+    assert pending in legacy
+    assert ("confirmed by a moderator" if lang == "en" else "confirmé par un modérateur") not in (
+        legacy
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_good_faith_rests_on_the_match_to_what_she_submitted(lang: str) -> None:
+    text = _render("takeitdown", lang).text
+    if lang == "en":
+        assert "is of me, the identifiable individual, and is not consensual" in text
+        assert f"images I submitted to Rempart (case {NUMBER})" in text
+    else:
+        assert "représente ma personne, la personne identifiable, et est non consentie" in text
+        assert f"images que j'ai déposées sur Rempart (dossier {NUMBER})" in text
+    rep = _render("takeitdown", lang, REP).text
+    assert ("she submitted" if lang == "en" else "qu'elle a déposées") in rep
+
+
+@pytest.mark.parametrize("kind", ["takeitdown", "dsa", "generic"])
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_renotice_rhythm_comes_from_the_setting(kind: str, lang: str) -> None:
+    notice = render_notice(
+        kind, lang, items=ITEMS, sender=SENDER, platform="pics", sent_at=T0, renotice_hours=12
+    )
+    assert ("every 12 hours" if lang == "en" else "toutes les 12 heures") in notice.text
+    assert "every day" not in notice.text and "chaque jour" not in notice.text
+    default = render_notice(kind, lang, items=ITEMS, sender=SENDER, platform="pics", sent_at=T0)
+    assert ("every 24 hours" if lang == "en" else "toutes les 24 heures") in default.text
+
+
 def test_bad_notices_are_explained() -> None:
     with pytest.raises(NoticeError) as info:
         Sender.from_dict({"name": "", "email": "a@b.example"})
@@ -267,22 +351,29 @@ def _create(notices: Notices, kind: str = "takeitdown", **kw: Any) -> Any:
     return created
 
 
+def _smtp(settings: Settings, port: int) -> None:
+    settings.smtp = SmtpSettings(host="127.0.0.1", port=port, sender="notices@rempart.test")
+
+
 def test_deadline_and_reminders_every_24_hours_until_removed(
-    store: Store, settings: Settings
+    store: Store, settings: Settings, mailbox: Mailbox
 ) -> None:
+    _smtp(settings, mailbox.port)
     notices = Notices(store, settings)
-    created = _create(notices, case_number="RMP-ABCD-2345")
+    number = new_case_number()
+    created = _create(notices, case_number=number, recipient="abuse@pics.example")
     notice = created.notice
+    assert created.emailed and len(mailbox.messages) == 1
     assert notice.deadline == T0 + timedelta(hours=48)
     assert notice.status == "sent" and notice.sent_at == T0 and notice.reminders == 0
-    assert "TAKE IT DOWN" in created.rendered.subject and not created.emailed
+    assert "TAKE IT DOWN" in created.rendered.subject
 
     assert notices.due(T0 + timedelta(hours=23, minutes=59)) == []
     assert notices.remind(notice.id, now=T0 + timedelta(hours=12)) is None  # not due yet
     assert [n.id for n in notices.due(T0 + timedelta(hours=24))] == [notice.id]
 
     [first] = notices.remind_due(T0 + timedelta(hours=24, minutes=1))
-    assert first.notice.reminders == 1
+    assert first.emailed and first.notice.status == "sent" and first.notice.reminders == 1
     assert first.notice.last_reminder_at == T0 + timedelta(hours=24, minutes=1)
     assert "Reminder 1" in first.rendered.subject
     assert "is 2026-11-24 09:30 UTC" in first.rendered.text  # deadline not yet passed
@@ -291,7 +382,7 @@ def test_deadline_and_reminders_every_24_hours_until_removed(
     assert notices.remind_due(T0 + timedelta(hours=30)) == []
 
     [second] = notices.remind_due(T0 + timedelta(hours=49))
-    assert second.notice.reminders == 2
+    assert second.notice.reminders == 2 and len(mailbox.messages) == 3
     assert "expired on 2026-11-24 09:30 UTC" in second.rendered.text
     assert second.notice.overdue(T0 + timedelta(hours=49))
 
@@ -300,33 +391,197 @@ def test_deadline_and_reminders_every_24_hours_until_removed(
     assert notices.due(T0 + timedelta(days=30)) == []
     assert notices.remind(notice.id, now=T0 + timedelta(days=30), force=True) is None
     assert not removed.overdue(T0 + timedelta(days=30))
-    assert [n.id for n in NoticeRepository(store).list(case_number="RMP-ABCD-2345")] == [notice.id]
+    assert [n.id for n in NoticeRepository(store).list(case_number=number)] == [notice.id]
 
 
-def test_not_removed_keeps_reminding_and_withdrawal_stops(store: Store, settings: Settings) -> None:
+def test_a_form_url_notice_is_to_send_until_marked_sent(store: Store, settings: Settings) -> None:
+    """Nothing can e-mail a web form: the notice, then each reminder, waits for a person,
+    listed as due, and is never reported as sent before she says so."""
     notices = Notices(store, settings)
-    notice = _create(notices, kind="dsa", case_number="RMP-WXYZ-2345").notice
+    created = _create(notices, recipient="https://pics.example/report")
+    notice = created.notice
+    assert not created.emailed and notice.status == "to_send" and notice.by_hand
+    assert [n.id for n in notices.due(T0)] == [notice.id]
+    scheduler = NoticeScheduler(store, settings, tick_s=3600)
+    assert scheduler.run_pending(T0 + timedelta(hours=1)) == []  # nothing it can send
+    assert [n.id for n in notices.due(T0 + timedelta(days=5))] == [notice.id]  # still due
+
+    # She files it through the form two hours later: the deadline runs from then.
+    sent = notices.mark(notice.id, "sent", now=T0 + timedelta(hours=2))
+    assert sent.status == "sent" and sent.sent_at == T0 + timedelta(hours=2)
+    assert sent.deadline == T0 + timedelta(hours=50)
+    assert sent.next_reminder_at == T0 + timedelta(hours=26)
+    assert notices.due(T0 + timedelta(hours=25)) == []
+
+    # The first reminder falls due: it cannot be e-mailed either, so it waits for her.
+    [reminder] = scheduler.run_pending(T0 + timedelta(hours=26))
+    assert not reminder.emailed and reminder.notice.status == "to_send"
+    assert reminder.notice.reminders == 1 and "Reminder 1" in reminder.rendered.subject
+    assert scheduler.run_pending(T0 + timedelta(hours=60)) == []  # not claimed again
+    [due] = notices.due(T0 + timedelta(hours=60))
+    assert due.id == notice.id and due.reminders == 1 and due.status == "to_send"
+    assert "Reminder 1" in notices.message(notice.id, now=T0 + timedelta(hours=60)).subject
+
+    again = notices.mark(notice.id, "sent", now=T0 + timedelta(hours=61))
+    assert again.status == "sent" and again.reminders == 1
+    assert again.last_reminder_at == T0 + timedelta(hours=61)
+    assert again.sent_at == T0 + timedelta(hours=2)  # the notice's own date does not move
+    assert notices.due(T0 + timedelta(hours=84)) == []
+    assert [n.id for n in notices.due(T0 + timedelta(hours=85))] == [notice.id]
+
+
+def test_no_send_is_to_send_even_to_an_address(
+    store: Store, settings: Settings, mailbox: Mailbox
+) -> None:
+    _smtp(settings, mailbox.port)
+    created = _create(Notices(store, settings), recipient="abuse@pics.example", send=False)
+    assert created.notice.status == "to_send" and not created.emailed
+    assert mailbox.messages == []
+
+
+def test_without_smtp_an_address_is_to_send(store: Store, settings: Settings) -> None:
+    assert not settings.smtp.host
+    created = _create(Notices(store, settings), recipient="abuse@pics.example")
+    assert created.notice.status == "to_send" and not created.emailed
+
+
+def test_a_failed_email_is_recorded_and_retried_with_backoff(
+    store: Store, settings: Settings
+) -> None:
+    _smtp(settings, _free_port())  # nothing listens there
+    notices = Notices(store, settings)
+    created = _create(notices, recipient="abuse@pics.example")
+    notice = created.notice
+    assert not created.emailed and created.mail_error
+    assert notice.status == "send_failed" and notice.send_attempts == 1
+    assert notice.send_error == created.mail_error
+    assert notice.next_reminder_at == T0 + timedelta(minutes=5)
+    assert [n.id for n in notices.due(T0 + timedelta(minutes=5))] == [notice.id]
+
+    scheduler = NoticeScheduler(store, settings, tick_s=60)
+    assert scheduler.run_pending(T0 + timedelta(minutes=1)) == []  # not every tick
+    [retry] = scheduler.run_pending(T0 + timedelta(minutes=5))
+    assert not retry.emailed and retry.notice.send_attempts == 2
+    assert retry.notice.reminders == 0  # the notice itself is retried, not a reminder
+    assert retry.notice.next_reminder_at == T0 + timedelta(minutes=15)  # 10 minutes later
+    assert scheduler.run_pending(T0 + timedelta(minutes=14)) == []
+
+    box = Mailbox()
+    try:
+        _smtp(settings, box.port)
+        [delivered] = scheduler.run_pending(T0 + timedelta(minutes=15))
+        assert delivered.emailed and len(box.messages) == 1
+        assert "TAKE IT DOWN" in box.messages[0][1]["Subject"]  # the notice, not a reminder
+    finally:
+        box.close()
+    info = delivered.notice
+    assert info.status == "sent" and info.send_attempts == 0 and info.send_error is None
+    assert info.sent_at == T0 + timedelta(minutes=15)  # it reached the platform then
+    assert info.deadline == T0 + timedelta(minutes=15, hours=48)
+    assert info.next_reminder_at == T0 + timedelta(minutes=15, hours=24)
+
+
+def test_not_removed_keeps_reminding(store: Store, settings: Settings) -> None:
+    notices = Notices(store, settings)
+    notice = _create(notices, kind="dsa", case_number=new_case_number()).notice
     assert notice.deadline is None
+    notices.mark(notice.id, "sent", now=T0)
     notices.mark(notice.id, "not_removed", now=T0 + timedelta(hours=2))
     assert [n.id for n in notices.due(T0 + timedelta(hours=24))] == [notice.id]
-    assert NoticeRepository(store).withdraw_case("RMP-WXYZ-2345", now=T0) == 1
-    assert notices.due(T0 + timedelta(days=3)) == []
+    with pytest.raises(Exception) as info:
+        notices.mark(notice.id, "send_failed")
+    assert getattr(info.value, "code", None) == "bad_notice_status"
 
 
-def test_pharos_sheets_are_never_reminded(store: Store, settings: Settings) -> None:
+def test_pharos_sheets_are_filed_by_hand_and_never_reminded(
+    store: Store, settings: Settings
+) -> None:
     notices = Notices(store, settings)
-    notice = _create(notices, kind="pharos", lang="fr").notice
-    assert notice.next_reminder_at is None and notice.deadline is None
-    notices.mark(notice.id, "not_removed", now=T0)
+    notice = _create(notices, kind="pharos", lang="fr", recipient="abuse@pics.example").notice
+    assert notice.status == "to_send" and notice.deadline is None  # never e-mailed
+    assert [n.id for n in notices.due(T0)] == [notice.id]  # she must file it
+    filed = notices.mark(notice.id, "sent", now=T0 + timedelta(hours=1))
+    assert filed.status == "sent" and filed.next_reminder_at is None
+    notices.mark(notice.id, "not_removed", now=T0 + timedelta(hours=2))
     assert notices.due(T0 + timedelta(days=3)) == []
 
 
 def test_renotice_interval_comes_from_settings(store: Store, settings: Settings) -> None:
     settings.evidence = settings.evidence.model_copy(update={"renotice_hours": 6})
     notices = Notices(store, settings)
-    _create(notices)
+    created = _create(notices)
+    assert "repeated every 6 hours" in created.rendered.text
+    notices.mark(created.notice.id, "sent", now=T0)
     assert notices.due(T0 + timedelta(hours=5)) == []
     assert len(notices.due(T0 + timedelta(hours=6))) == 1
+    [reminder] = notices.remind_due(T0 + timedelta(hours=6))
+    assert "repeated every 6 hours" in reminder.rendered.text
+
+
+# -- case numbers and withdrawal ----------------------------------------------------------------
+
+
+def _open_case(store: Store, settings: Settings, tmp_path: Path, seed: int) -> Any:
+    folder = tmp_path / f"mine-{seed}"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(synthetic_photo(seed)))
+    submission = build_submission([folder], limits=MediaLimits())
+    return CaseRepository(store, settings).submit(submission)
+
+
+def test_case_numbers_are_normalised_and_checked(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    case = _open_case(store, settings, tmp_path, 61)
+    notices = Notices(store, settings)
+    typed = " " + case.number.lower().replace("-", " ") + " "
+    notice = _create(notices, case_number=typed).notice
+    assert notice.case_number == case.number
+    assert [n.id for n in NoticeRepository(store).list(case_number=case.number)] == [notice.id]
+    for bad in ("RMP-ABCD-2345", "CASE-1", "RMP-ABCD-2345-678U"):
+        with pytest.raises(NoticeError) as info:
+            _create(notices, case_number=bad)
+        assert info.value.code == "bad_case_number"
+        assert "RMP-XXXX-XXXX-XXXX" in (info.value.hint or "")
+
+
+def _rows(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(notices_table))]
+
+
+def test_withdrawal_leaves_no_personal_data_in_notices(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    mine = _open_case(store, settings, tmp_path, 62)
+    other = _open_case(store, settings, tmp_path, 63)
+    notices = Notices(store, settings)
+    her_items = [{**ITEMS[0], "url": "https://pics.example/her/1", "sha256": "cd" * 32}]
+    _create(notices, case_number=mine.number, items=her_items)
+    # Written under another spelling, as before case numbers were normalised.
+    legacy = _create(notices, kind="dsa", case_number=mine.number, items=her_items).notice
+    with store.engine.begin() as conn:
+        conn.execute(
+            notices_table.update()
+            .where(notices_table.c.id == legacy.id)
+            .values(case_number=mine.number.lower())
+        )
+    kept = _create(
+        notices,
+        case_number=other.number,
+        sender=REP,
+        items=[{**ITEMS[1], "url": "https://pics.example/other/1"}],
+    ).notice
+    assert len(_rows(store)) == 3
+
+    CaseRepository(store, settings).withdraw(mine.number, mine.pin)
+
+    rows = _rows(store)
+    assert [r["id"] for r in rows] == [kept.id]
+    dump = repr(rows)
+    for personal in ("Camille", "camille@example.org", "+33 6", "pics.example/her", "cd" * 32):
+        assert personal not in dump
+    assert mine.number not in dump and mine.number.lower() not in dump
 
 
 def test_one_notice_per_platform_and_tenant_isolation(store: Store, settings: Settings) -> None:
@@ -367,9 +622,10 @@ def test_notices_and_reminders_are_emailed(
     assert mailbox.messages[1][1]["Subject"].startswith("Relance 1")
     assert scheduler.run_pending(T0 + timedelta(hours=26)) == []
 
-    # A form URL is not an e-mail address: nothing is sent, the notice is still tracked.
+    # A form URL is not an e-mail address: nothing is sent, and the notice says so.
     web = _create(notices, recipient="https://pics.example/report")
     assert not web.emailed and len(mailbox.messages) == 2
+    assert web.notice.status == "to_send"
 
 
 def test_scheduler_thread_starts_and_stops(store: Store, settings: Settings) -> None:
@@ -418,7 +674,28 @@ def test_items_from_a_scan(store: Store, settings: Settings) -> None:
         "scan_id": record.id,
         "sha256": record.sha256,
         "first_seen": "2026-11-22T09:30:00Z",
+        "review": "unreviewed",
     }
+
+
+def test_items_carry_what_a_moderator_said(store: Store, settings: Settings) -> None:
+    confirmed = _scan(store, settings, "https://pics.example/c/1")
+    waiting = _scan(store, settings, "https://pics.example/c/2")
+    rejected = _scan(store, settings, "https://pics.example/c/3")
+    scans = ScanRepository(store)
+    scans.add_feedback("ngo", confirmed.id, "true_positive")
+    scans.add_feedback("ngo", rejected.id, "false_positive")
+    items = items_for_scans(store, "ngo", [confirmed.id, waiting.id])
+    assert [i["review"] for i in items] == ["confirmed", "unreviewed"]
+    with pytest.raises(NoticeError) as info:
+        items_for_scans(store, "ngo", [confirmed.id, rejected.id])
+    assert info.value.code == "rejected_item"
+    text = render_notice(
+        "takeitdown", "en", items=items, sender=SENDER, platform="ngo", sent_at=T0
+    ).text
+    assert "Review: confirmed by a moderator" in text
+    assert "Review: automatic match, pending human review" in text
+    assert "A moderator confirmed 1 of the 2 items" in text
 
 
 def test_cli_create_list_remind_removed(
@@ -453,21 +730,35 @@ def test_cli_create_list_remind_removed(
     )
     assert made.exit_code == 0, made.output
     notice = json.loads(made.stdout.splitlines()[0])
-    assert notice["status"] == "sent" and notice["deadline"]
+    # A form URL: nobody sent it yet, and it says so.
+    assert notice["status"] == "to_send" and notice["deadline"]
     assert "https://pics.example/c/9" in notice["text"]
+    assert "to_send" in made.stderr and "rempart notices sent" in made.stderr
 
     listed = runner.invoke(app, ["notices", "list", "--tenant", "ngo", "--database-url", db_url])
     assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [notice["id"]]
-    due = runner.invoke(
-        app, ["notices", "list", "--due", "--tenant", "ngo", "--database-url", db_url]
-    )
-    assert due.stdout.strip() == ""  # just sent: not due for 24 hours
+
+    def due() -> list[dict[str, Any]]:
+        out = runner.invoke(
+            app, ["notices", "list", "--due", "--tenant", "ngo", "--database-url", db_url]
+        )
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    assert [(n["id"], n["status"]) for n in due()] == [(notice["id"], "to_send")]
+    shown = runner.invoke(app, ["notices", "show", str(notice["id"]), "--database-url", db_url])
+    assert "TAKE IT DOWN" in json.loads(shown.stdout)["subject"]
+
+    sent = runner.invoke(app, ["notices", "sent", str(notice["id"]), "--database-url", db_url])
+    assert sent.exit_code == 0 and json.loads(sent.stdout)["status"] == "sent"
+    assert due() == []  # sent by hand: not due for 24 hours
 
     forced = runner.invoke(
         app, ["notices", "remind", str(notice["id"]), "--force", "--database-url", db_url]
     )
     assert forced.exit_code == 0, forced.output
-    assert json.loads(forced.stdout.splitlines()[0])["reminders"] == 1
+    reminder = json.loads(forced.stdout.splitlines()[0])
+    assert reminder["reminders"] == 1 and reminder["status"] == "to_send"
+    assert [(n["id"], n["reminders"]["count"]) for n in due()] == [(notice["id"], 1)]
 
     removed = runner.invoke(
         app, ["notices", "removed", str(notice["id"]), "--database-url", db_url]
@@ -492,3 +783,9 @@ def test_cli_create_list_remind_removed(
         ],
     )
     assert bad.exit_code == 2 and "--case or --scan" in bad.output
+
+    lower = runner.invoke(
+        app,
+        ["notices", "list", "--case", "rmp-abcd-2345", "--database-url", db_url],
+    )
+    assert lower.exit_code == 2 and "RMP-XXXX-XXXX-XXXX" in lower.output

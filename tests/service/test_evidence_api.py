@@ -159,15 +159,34 @@ def test_notices_from_scans_are_tracked_until_removed(svc: Any) -> None:
     )
     assert made.status_code == 200, made.text
     [notice] = made.json()["notices"]
-    assert notice["platform"] == "acme" and notice["status"] == "sent"
+    # A form URL: recorded as to be sent by hand, and listed as due until it is.
+    assert notice["platform"] == "acme" and notice["status"] == "to_send"
     assert notice["deadline"] and "48 heures" in notice["text"]
     assert "https://pics.example/p/45" in notice["text"] and not notice["emailed"]
+    assert "correspondance automatique, en attente de vérification humaine" in notice["text"]
+    assert notice["items"][0]["review"] == "unreviewed"
 
-    assert svc.client.get("/v1/notices", headers=key, params={"due": True}).json() == {
-        "notices": []
-    }
+    def due() -> list[dict[str, Any]]:
+        notices: list[dict[str, Any]] = svc.client.get(
+            "/v1/notices", headers=key, params={"due": True}
+        ).json()["notices"]
+        return notices
+
+    assert [(n["id"], n["status"]) for n in due()] == [(notice["id"], "to_send")]
+    one = svc.client.get(f"/v1/notices/{notice['id']}", headers=key).json()
+    assert (
+        "TAKE IT DOWN" in one["message"]["subject"]
+        and "pics.example/p/45" in one["message"]["text"]
+    )
+    sent = svc.client.post(f"/v1/notices/{notice['id']}/sent", headers=key)
+    assert sent.status_code == 200 and sent.json()["status"] == "sent"
+    assert due() == []
     listed = svc.client.get("/v1/notices", headers=key).json()["notices"]
     assert [n["id"] for n in listed] == [notice["id"]]
+    failed = svc.client.post(
+        f"/v1/notices/{notice['id']}/status", headers=key, json={"status": "send_failed"}
+    )
+    assert failed.status_code == 422
     done = svc.client.post(f"/v1/notices/{notice['id']}/removed", headers=key)
     assert done.status_code == 200 and done.json()["status"] == "removed"
     assert done.json()["reminders"]["next_at"] is None
@@ -269,15 +288,39 @@ def test_case_end_to_end_evidence_notice_withdrawal(svc: Any, tmp_path: Path, pu
     assert made.status_code == 200, made.text
     [notice] = made.json()["notices"]  # not for the alert still waiting for review
     assert notice["case"] == number and notice["platform"] == "acme"
+    assert notice["status"] == "to_send"  # the service has no SMTP here: not sent
+    # No moderator of "acme" confirmed the match: the notice says so.
+    assert notice["items"][0]["review"] == "unreviewed"
+    assert "automatic match, pending human review" in notice["text"]
     assert "held.example" not in notice["text"]
     assert "https://pics.example/p/46" in notice["text"] and "Article 16" in notice["text"]
     listed = svc.client.get(f"/v1/cases/{number}/notices", headers=operator).json()["notices"]
     assert [n["id"] for n in listed] == [notice["id"]]
+    # Typed in lower case with spaces, the number finds the same case and notices.
+    typed = number.lower().replace("-", " ")
+    again = svc.client.get(f"/v1/cases/{typed}/notices", headers=operator).json()["notices"]
+    assert [n["id"] for n in again] == [notice["id"]]
+    typed_made = svc.client.post(
+        f"/v1/cases/{typed}/notices",
+        headers=operator,
+        json={"kind": "generic", "sender": SENDER, "recipient": "https://pics.example/form"},
+    )
+    assert typed_made.status_code == 200, typed_made.text
+    assert [n["case"] for n in typed_made.json()["notices"]] == [number]
+    bad = svc.client.post(
+        "/v1/cases/RMP-ABCD-2345/notices",
+        headers=operator,
+        json={"kind": "dsa", "sender": SENDER, "recipient": "abuse@pics.example"},
+    )
+    _problem(bad, 422, "bad_case_number")
 
     # She withdraws: the same copy stops matching within a second.
     pin = opened.json()["pin"]
     done = svc.client.post(f"/v1/cases/{number}/withdraw", json={"pin": pin})
     assert done.status_code == 200, done.text
+    # Her notices held her name, contact details and the URLs: nothing of them is left.
+    assert svc.client.get(f"/v1/cases/{number}/notices", headers=operator).json() == {"notices": []}
+    assert svc.client.get("/v1/notices", headers=operator).json() == {"notices": []}
     gone = time.monotonic()
     while svc.client.post("/v1/scan", headers=platform, content=_copy(46)).json()["matches"]:
         assert time.monotonic() - gone < 1.0

@@ -61,7 +61,6 @@ def test_case_page_shows_status_alerts_notices_and_the_package(
         items=[{"url": "https://example.social/p/1"}],
         sent_at=now - timedelta(days=3),
         deadline=now - timedelta(days=1),
-        renotice_hours=24,
         case_number=number,
     )
     ui.user("op", "admin")

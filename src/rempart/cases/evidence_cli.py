@@ -61,9 +61,11 @@ class Kind(StrEnum):
 
 
 class Status(StrEnum):
+    to_send = "to_send"
     sent = "sent"
-    removed = "removed"
+    send_failed = "send_failed"
     not_removed = "not_removed"
+    removed = "removed"
     withdrawn = "withdrawn"
 
 
@@ -232,18 +234,30 @@ def notices_create(
         str | None, typer.Option(help="Whom a representative acts for (e.g. initials).")
     ] = None,
     send: Annotated[
-        bool, typer.Option("--send/--no-send", help="E-mail it when the recipient is an address.")
+        bool,
+        typer.Option(
+            "--send/--no-send",
+            help="E-mail it when the recipient is an address (otherwise it is to_send: send "
+            "it by hand, then `rempart notices sent ID`).",
+        ),
     ] = True,
     tenant: Tenant = "default",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Make a tracked notice (printed as JSON with its text) from a case or from scans."""
-    from rempart.cases.notices import NoticeError, Notices, Sender, item_from_scan, items_for_case
-    from rempart.store.scans import ScanRepository
+    from rempart.cases.notices import (
+        NoticeError,
+        Notices,
+        Sender,
+        check_case_number,
+        items_for_case,
+        items_for_scans,
+    )
 
     try:
         if bool(case) == bool(scan):
             raise NoticeError("give --case or --scan (not both)", code="no_items")
+        number = check_case_number(case) if case else None
         sender = Sender.from_dict(
             {
                 "name": name,
@@ -255,11 +269,10 @@ def notices_create(
         )
         settings = _settings(database_url)
         with _store(settings) as store:
-            if case:
-                items = items_for_case(store, case)
+            if number:
+                items = items_for_case(store, number)
             else:
-                repo = ScanRepository(store)
-                items = [item_from_scan(repo.get(tenant, s)) for s in dict.fromkeys(scan or [])]
+                items = items_for_scans(store, tenant, scan or [])
             created = Notices(store, settings).create(
                 tenant=tenant,
                 kind=kind.value,
@@ -268,7 +281,7 @@ def notices_create(
                 recipient=recipient,
                 items=items,
                 platform=platform,
-                case_number=case,
+                case_number=number,
                 send=send,
             )
     except RempartError as e:
@@ -276,8 +289,14 @@ def notices_create(
     for c in created:
         _emit(c.to_dict())
         deadline = f", deadline {c.notice.deadline.isoformat()}" if c.notice.deadline else ""
-        mailed = "e-mailed" if c.emailed else "not e-mailed: send the text yourself"
-        err.print(f"notice {c.notice.id} to {c.notice.platform} ({mailed}{deadline})")
+        if c.emailed:
+            how = "e-mailed"
+        elif c.mail_error:
+            retry = c.notice.next_reminder_at.isoformat() if c.notice.next_reminder_at else "-"
+            how = f"e-mail failed ({c.mail_error}); retried at {retry}"
+        else:
+            how = f"to_send: send the text yourself, then `rempart notices sent {c.notice.id}`"
+        err.print(f"notice {c.notice.id} to {c.notice.platform} ({how}{deadline})", highlight=False)
 
 
 @notices_app.command("list")
@@ -291,10 +310,13 @@ def notices_list(
     tenant: Tenant = "default",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Tracked notices, one JSON object each."""
+    """Tracked notices, one JSON object each; ``--due``: those with a message due now,
+    including those waiting to be sent by hand (``to_send``)."""
+    from rempart.cases.notices import check_case_number
     from rempart.store.notices import NoticeRepository
 
     try:
+        case = check_case_number(case) if case else None
         settings = _settings(database_url)
         with _store(settings) as store:
             repo = NoticeRepository(store)
@@ -308,6 +330,45 @@ def notices_list(
     for n in notices:
         if due and ((case and n.case_number != case) or (status and n.status != status.value)):
             continue
+        _emit(n.to_dict())
+
+
+@notices_app.command("show")
+def notices_show(
+    notice_id: Annotated[int, typer.Argument(help="The notice's id.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """A notice with the text of its latest message (what to send by hand when to_send)."""
+    from rempart.cases.notices import Notices
+
+    try:
+        settings = _settings(database_url)
+        with _store(settings) as store:
+            notices = Notices(store, settings)
+            notice = notices.repo.get(notice_id)
+            message = notices.message(notice_id)
+    except RempartError as e:
+        _fail(e)
+    _emit({**notice.to_dict(), "subject": message.subject, "text": message.text})
+
+
+@notices_app.command("sent")
+def notices_sent(
+    ids: Annotated[list[int], typer.Argument(help="Notice ids whose message you sent by hand.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Mark notices' pending messages sent by hand: the next reminder is due
+    evidence.renotice_hours later (never, for a Pharos sheet)."""
+    from rempart.cases.notices import Notices
+
+    try:
+        settings = _settings(database_url)
+        with _store(settings) as store:
+            notices = Notices(store, settings)
+            done = [notices.mark(i, "sent") for i in ids]
+    except RempartError as e:
+        _fail(e)
+    for n in done:
         _emit(n.to_dict())
 
 
@@ -340,7 +401,8 @@ def notices_remind(
     ] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Send reminders (e-mailed when the recipient is an address and SMTP is configured)."""
+    """Send due reminders and retries by e-mail; those that cannot be e-mailed (a form URL,
+    no SMTP) become to_send, to be sent by hand (`rempart notices show ID`, then `sent`)."""
     from rempart.cases.notices import Notices, Reminder
 
     try:
@@ -352,7 +414,10 @@ def notices_remind(
                 for i in ids:
                     reminder = notices.remind(i, force=force)
                     if reminder is None:
-                        err.print(f"notice {i}: not due (or closed); use --force to send now")
+                        err.print(
+                            f"notice {i}: not due, closed, or to_send (send it by hand, then "
+                            "`rempart notices sent`); use --force to send a reminder now"
+                        )
                     else:
                         sent.append(reminder)
             else:

@@ -16,9 +16,17 @@ Four kinds (templates in ``cases/data/notice_<kind>.<lang>.txt.j2``):
 - ``generic`` -- a plain notice for a platform's own reporting channel.
 
 Every notice says that the items were found by hash matching, which gives a lead for human
-review, not an identification. Tracking (:mod:`rempart.store.notices`) re-sends a reminder
-every ``evidence.renotice_hours`` until the content is marked removed; :class:`NoticeScheduler`
-does it in the service, and every function here takes ``now`` so tests drive the clock.
+review, not an identification, and says of each item whether a moderator confirmed it or it
+is an automatic match still pending human review: a notice never claims a review that did
+not happen. The good-faith statement rests on what is known: the match to images she
+submitted.
+
+Tracking (:mod:`rempart.store.notices`) records what really happened to each message: e-mailed
+(``sent``), to be sent by hand (``to_send``: a form URL, no SMTP, ``send=False``; listed as
+due until an operator marks it sent) or failed (``send_failed``: retried with backoff). A
+delivered notice is reminded every ``evidence.renotice_hours`` until the content is marked
+removed; :class:`NoticeScheduler` does it in the service, and every function here takes
+``now`` so tests drive the clock.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import jinja2
 from rempart.cases.evidence import LEAD_LABEL, EvidenceError, item_for_scan
 from rempart.cases.help import check_lang, load_help
 from rempart.errors import NotFoundError, RempartError
-from rempart.store.notices import KINDS, NoticeInfo, NoticeRepository
+from rempart.store.notices import KINDS, MAILABLE, NoticeInfo, NoticeRepository
 
 if TYPE_CHECKING:
     from rempart.settings import Settings
@@ -53,11 +61,18 @@ TAKE_IT_DOWN_HOURS: Final = 48
 #: Where a Pharos report is made (the notice is a sheet to fill that form with).
 PHAROS_URL: Final = "https://www.internet-signalement.gouv.fr"
 _EMAIL: Final = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+#: A failed e-mail is retried after 5 minutes, then 10, 20... (never more often than the
+#: scheduler's tick, never later than the next reminder would be).
+RETRY_FIRST: Final = timedelta(minutes=5)
+#: How long a worker holds a message it is e-mailing before another may retry it.
+SEND_LEASE: Final = timedelta(minutes=10)
+#: What an item's ``review`` says: a moderator confirmed the match, or nobody has looked yet.
+REVIEW_STATES: Final = ("confirmed", "unreviewed")
 
 
 class NoticeError(RempartError):
     """A notice cannot be made (``bad_sender``, ``bad_recipient``, ``no_items``,
-    ``bad_notice_kind``)."""
+    ``bad_notice_kind``, ``bad_case_number``, ``rejected_item``)."""
 
     code = "bad_notice"
     status = 422
@@ -166,6 +181,7 @@ class Reminder:
         """JSON shape."""
         return {
             "notice": self.notice.id,
+            "status": self.notice.status,
             "reminders": self.notice.reminders,
             "subject": self.rendered.subject,
             "text": self.rendered.text,
@@ -177,8 +193,29 @@ class Reminder:
 # -- items ------------------------------------------------------------------------------------
 
 
-def item_from_scan(scan: ScanRecord) -> dict[str, Any]:
-    """Where a scanned item is: ``{url, content_id, platform, scan_id, sha256, first_seen}``."""
+def check_case_number(text: str) -> str:
+    """The canonical case number for ``text`` (case, spaces and O/I/L mix-ups forgiven, as
+    everywhere else); ``bad_case_number`` when it cannot be one. A notice stored under
+    another spelling would be missed by her withdrawal and by the case page."""
+    from rempart.cases.registry import normalise_case_number
+
+    number = normalise_case_number(text)
+    if number is None:
+        raise NoticeError(
+            f"{str(text)[:80]!r} is not a case number",
+            code="bad_case_number",
+            hint="a case number looks like RMP-XXXX-XXXX-XXXX (as `rempart cases submit` "
+            "printed it)",
+        )
+    return number
+
+
+def item_from_scan(scan: ScanRecord, review: str = "unreviewed") -> dict[str, Any]:
+    """Where a scanned item is: ``{url, content_id, platform, scan_id, sha256, first_seen,
+    review}``; ``review`` is ``confirmed`` (a moderator confirmed the match) or
+    ``unreviewed`` (an automatic match, pending human review)."""
+    if review not in REVIEW_STATES:
+        raise ValueError(f"review must be one of {REVIEW_STATES}, not {review!r}")
     entry = item_for_scan(scan)
     return {
         "url": entry["found"]["url"],
@@ -187,19 +224,47 @@ def item_from_scan(scan: ScanRecord) -> dict[str, Any]:
         "scan_id": scan.id,
         "sha256": scan.sha256 or None,
         "first_seen": entry["first_seen"],
+        "review": review,
     }
 
 
-def items_for_case(store: Store, number: str) -> list[dict[str, Any]]:
-    """The located items of a case: one per scan that raised an active alert.
+def items_for_scans(store: Store, tenant: str, scan_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The located items of scans of ``tenant``, each with its review state;
+    ``rejected_item`` when a moderator judged one a false positive (no notice for it)."""
+    from rempart.store.scans import ScanRepository
 
-    Alerts still waiting for a moderator (``pending_review``) are left out: a takedown
-    notice goes out for matches a person confirmed, never for a bare lead.
+    repo = ScanRepository(store)
+    ids = list(dict.fromkeys(scan_ids))
+    scans = [repo.get(tenant, s) for s in ids]
+    states = NoticeRepository(store).review_states(tenant, ids)
+    rejected = [s for s in ids if states.get(s) == "rejected"]
+    if rejected:
+        raise NoticeError(
+            f"a moderator judged scan {rejected[0]} a false positive",
+            code="rejected_item",
+            hint="leave it out: a notice is never sent for a rejected match",
+        )
+    return [item_from_scan(s, _review(states.get(s.id))) for s in scans]
+
+
+def _review(state: str | None) -> str:
+    return "confirmed" if state == "confirmed" else "unreviewed"
+
+
+def items_for_case(store: Store, number: str) -> list[dict[str, Any]]:
+    """The located items of a case: one per scan that raised an active alert, each with
+    its review state.
+
+    Alerts still waiting for a moderator (``pending_review``: the platform's policy holds
+    them until reviewed) are left out, and so are scans a moderator judged false positives.
+    An active alert no moderator looked at (the platform's policy does not hold alerts) is
+    kept, labelled ``unreviewed``: the notice says it is an automatic match.
     """
     from rempart.store.cases import CaseRepository
     from rempart.store.scans import ScanRepository
 
     repo = ScanRepository(store)
+    notices = NoticeRepository(store)
     items: dict[str, dict[str, Any]] = {}
     pending = 0
     for alert in CaseRepository(store).alerts(number):
@@ -208,10 +273,14 @@ def items_for_case(store: Store, number: str) -> list[dict[str, Any]]:
             continue
         if not alert.scan_id or alert.scan_id in items:
             continue
+        state = notices.review_states(alert.tenant, [alert.scan_id]).get(alert.scan_id)
+        if state == "rejected":
+            continue
         try:
-            items[alert.scan_id] = item_from_scan(repo.get(alert.tenant, alert.scan_id))
+            scan = repo.get(alert.tenant, alert.scan_id)
         except NotFoundError:
             continue
+        items[alert.scan_id] = item_from_scan(scan, _review(state))
     if not items:
         hint = "a notice needs the scans of the case's alerts"
         if pending:
@@ -255,6 +324,15 @@ def deadline_for(kind: str, sent_at: datetime) -> datetime | None:
     return None
 
 
+def every(hours: float, lang: str) -> str:
+    """How often a notice is repeated, in words: ``every 24 hours``, ``toutes les 24
+    heures`` (from ``evidence.renotice_hours``, never a hard-coded "every day")."""
+    count = f"{hours:g}"
+    if lang == "fr":
+        return "toutes les heures" if hours == 1 else f"toutes les {count} heures"
+    return "every hour" if hours == 1 else f"every {count} hours"
+
+
 def _when(at: datetime | None, lang: str) -> str:
     if at is None:
         return "-"
@@ -274,12 +352,18 @@ def _context(
     sent_at: datetime,
     case_number: str | None,
     reference: int | None,
+    renotice_hours: float,
 ) -> dict[str, Any]:
     deadline = deadline_for(kind, sent_at)
+    # An item without a known review state (stored before they were kept) is unreviewed:
+    # a notice never claims more review than happened.
+    listed = [{**i, "review": _review(i.get("review"))} for i in items]
     return {
         "kind": kind,
         "lang": lang,
-        "items": [dict(i) for i in items],
+        "items": listed,
+        "confirmed": sum(1 for i in listed if i["review"] == "confirmed"),
+        "every": every(renotice_hours, lang),
         "sender": sender,
         "platform": platform,
         "date": _when(sent_at, lang),
@@ -311,8 +395,10 @@ def render_notice(
     sent_at: datetime,
     case_number: str | None = None,
     reference: int | None = None,
+    renotice_hours: float = 24.0,
 ) -> RenderedNotice:
-    """The text of a notice (pure: no store, no clock)."""
+    """The text of a notice (pure: no store, no clock); ``renotice_hours`` is how often it
+    says it will be repeated."""
     check_kind(kind)
     chosen = check_lang(lang)
     if not items:
@@ -327,14 +413,16 @@ def render_notice(
         sent_at=sent_at,
         case_number=case_number,
         reference=reference,
+        renotice_hours=renotice_hours,
     )
     subject, text = _split(template.render(**ctx))
     return RenderedNotice(kind, chosen, subject, text, deadline_for(kind, sent_at))
 
 
-def render_reminder(notice: NoticeInfo, *, now: datetime) -> RenderedNotice:
-    """The reminder text of a tracked notice, numbered ``notice.reminders``: render it after
-    the reminder is recorded (:meth:`Notices.remind` does)."""
+def render_reminder(
+    notice: NoticeInfo, *, now: datetime, count: int | None = None, renotice_hours: float = 24.0
+) -> RenderedNotice:
+    """The text of reminder ``count`` (default ``notice.reminders``) of a tracked notice."""
     sender = Sender.from_dict(notice.sender)
     original = render_notice(
         notice.kind,
@@ -345,6 +433,7 @@ def render_reminder(notice: NoticeInfo, *, now: datetime) -> RenderedNotice:
         sent_at=notice.sent_at,
         case_number=notice.case_number,
         reference=notice.id,
+        renotice_hours=renotice_hours,
     )
     template = _environment().get_template(f"notice_reminder.{notice.lang}.txt.j2")
     ctx = _context(
@@ -356,13 +445,14 @@ def render_reminder(notice: NoticeInfo, *, now: datetime) -> RenderedNotice:
         sent_at=notice.sent_at,
         case_number=notice.case_number,
         reference=notice.id,
+        renotice_hours=renotice_hours,
     )
     overdue = notice.deadline is not None and now >= notice.deadline
     subject, text = _split(
         template.render(
             **ctx,
             now=_when(now, notice.lang),
-            count=notice.reminders,
+            count=notice.reminders if count is None else count,
             overdue=overdue,
             original_subject=original.subject,
             original=original.text,
@@ -378,20 +468,33 @@ def _is_email(recipient: str) -> bool:
     return bool(_EMAIL.match(recipient.strip()))
 
 
-def _mail(settings: Settings, recipient: str, rendered: RenderedNotice) -> tuple[bool, str | None]:
-    """E-mail ``rendered`` when the recipient is an address and SMTP is configured."""
-    if not _is_email(recipient) or not settings.smtp.host:
-        return False, None
+def can_email(settings: Settings, recipient: str) -> bool:
+    """Whether a message to ``recipient`` can go by e-mail: an address, and SMTP set up.
+    Anything else (a platform's web form) is sent by hand."""
+    return _is_email(recipient) and bool(settings.smtp.host)
+
+
+def _mail(settings: Settings, recipient: str, rendered: RenderedNotice) -> str | None:
+    """E-mail ``rendered``; the error code when it failed, ``None`` when it went out."""
     try:
         from rempart.cases.mail import send_mail
 
         send_mail(settings.smtp, recipient.strip(), rendered.subject, rendered.text)
     except RempartError as e:
         log.warning("e-mailing a notice to the platform failed: %s", e.code)
-        return False, e.code
+        return e.code
     except ImportError:  # pragma: no cover - mail module absent
-        return False, "mail_unavailable"
-    return True, None
+        return "mail_unavailable"
+    return None
+
+
+def retry_delay(attempts: int, renotice_hours: float) -> timedelta:
+    """When to retry after ``attempts`` failed e-mails in a row: 5 minutes, doubling, at
+    most ``renotice_hours`` (a platform's mail server that is down for an hour must not
+    cost her a day, nor be hammered every tick)."""
+    cap = timedelta(hours=renotice_hours)
+    delay: timedelta = RETRY_FIRST * (2 ** max(0, min(attempts, 30) - 1))
+    return min(delay, cap)
 
 
 class Notices:
@@ -401,6 +504,10 @@ class Notices:
         self.store = store
         self.settings = settings
         self.repo = NoticeRepository(store)
+
+    @property
+    def _hours(self) -> float:
+        return float(self.settings.evidence.renotice_hours)
 
     def create(
         self,
@@ -416,11 +523,15 @@ class Notices:
         now: datetime | None = None,
         send: bool = True,
     ) -> list[CreatedNotice]:
-        """Record notices (one per platform among ``items``, or one for ``platform``),
-        render them, and e-mail each when ``send``, the recipient is an address and SMTP is
-        configured. Pharos sheets are for her to file, so they get no reminders."""
+        """Record notices (one per platform among ``items``, or one for ``platform``) and
+        render them. Each is e-mailed when ``send``, the recipient is an address and SMTP is
+        configured (``sent``, or ``send_failed`` to be retried); otherwise it is ``to_send``
+        and listed as due until an operator marks it sent. Pharos sheets are for her to
+        file: always ``to_send``, never reminded once sent. ``case_number`` is normalised
+        (``bad_case_number`` when it cannot be one)."""
         check_kind(kind)
         chosen = check_lang(lang)
+        number = check_case_number(case_number) if case_number is not None else None
         recipient = recipient.strip()
         if not recipient or len(recipient) > 2048 or "\n" in recipient:
             raise NoticeError(
@@ -447,10 +558,7 @@ class Notices:
                 items=group,
                 sent_at=at,
                 deadline=deadline_for(kind, at),
-                renotice_hours=self.settings.evidence.renotice_hours,
-                case_number=case_number,
-                # A Pharos sheet is a form she files: there is no platform to re-notice.
-                remind=kind != "pharos",
+                case_number=number,
             )
             rendered = render_notice(
                 kind,
@@ -459,18 +567,60 @@ class Notices:
                 sender=sender,
                 platform=target,
                 sent_at=at,
-                case_number=case_number,
+                case_number=number,
                 reference=info.id,
+                renotice_hours=self._hours,
             )
-            emailed, error = (False, None)
-            if send and kind != "pharos":
-                emailed, error = _mail(self.settings, recipient, rendered)
+            emailed, error = False, None
+            if send and kind != "pharos" and can_email(self.settings, recipient):
+                info, emailed, error = self._deliver(info, 0, rendered, at)
             out.append(CreatedNotice(info, rendered, emailed, error))
         return out
 
+    def _deliver(
+        self, info: NoticeInfo, message: int, rendered: RenderedNotice, at: datetime
+    ) -> tuple[NoticeInfo, bool, str | None]:
+        """E-mail message ``message`` of ``info`` and record what happened."""
+        error = _mail(self.settings, info.recipient, rendered)
+        if error is None:
+            done = self.repo.record_sent(
+                info.id, message=message, now=at, renotice_hours=self._hours
+            )
+        else:
+            retry = at + retry_delay(info.send_attempts + 1, self._hours)
+            done = self.repo.record_failure(
+                info.id, message=message, now=at, error=error, retry_at=retry
+            )
+        return done or self.repo.get(info.id), error is None, error
+
     def due(self, now: datetime, tenant: str | None = None) -> list[NoticeInfo]:
-        """Notices whose reminder is due at ``now``."""
+        """Notices with a message due at ``now``: a reminder or a retry to e-mail, or one
+        waiting to be sent by hand (``to_send``)."""
         return self.repo.due(now, tenant)
+
+    def message(
+        self, notice_id: int, *, now: datetime | None = None, tenant: str | None = None
+    ) -> RenderedNotice:
+        """The text of a notice's latest message (the notice itself, or its latest
+        reminder): what an operator sends by hand for a ``to_send`` notice."""
+        info = self.repo.get(notice_id, tenant)
+        at = (now or datetime.now(UTC)).astimezone(UTC)
+        return self._render(info, info.reminders, at)
+
+    def _render(self, info: NoticeInfo, message: int, at: datetime) -> RenderedNotice:
+        if message == 0:
+            return render_notice(
+                info.kind,
+                info.lang,
+                items=info.items,
+                sender=Sender.from_dict(info.sender),
+                platform=info.platform,
+                sent_at=info.sent_at,
+                case_number=info.case_number,
+                reference=info.id,
+                renotice_hours=self._hours,
+            )
+        return render_reminder(info, now=at, count=message, renotice_hours=self._hours)
 
     def remind(
         self,
@@ -481,28 +631,34 @@ class Notices:
         tenant: str | None = None,
         send: bool = True,
     ) -> Reminder | None:
-        """Record one reminder (if due, or ``force``), render it and e-mail it when possible;
-        ``None`` when it was not due (or another worker sent it)."""
+        """Send a notice's due message: the next reminder, or a retry of a failed e-mail.
+        ``None`` when nothing was due (or ``force``), the notice is closed, it waits for
+        a person (``to_send``), or another worker took it.
+
+        When the message cannot be e-mailed (a form URL, no SMTP, ``send=False``) it is
+        recorded ``to_send`` and stays due until an operator marks it sent.
+        """
         at = (now or datetime.now(UTC)).astimezone(UTC)
         self.repo.get(notice_id, tenant)  # notice_not_found before anything else
-        info = self.repo.claim_reminder(
-            notice_id,
-            now=at,
-            renotice_hours=self.settings.evidence.renotice_hours,
-            force=force,
-            tenant=tenant,
-        )
+        info = self.repo.claim(notice_id, now=at, lease=SEND_LEASE, force=force, tenant=tenant)
         if info is None:
             return None
-        rendered = render_reminder(info, now=at)
-        emailed, error = _mail(self.settings, info.recipient, rendered) if send else (False, None)
-        return Reminder(info, rendered, emailed, error)
+        # A failed message is retried as it was; otherwise this is the next reminder.
+        message = info.reminders if info.status == "send_failed" else info.reminders + 1
+        rendered = self._render(info, message, at)
+        if not send or not can_email(self.settings, info.recipient):
+            done = self.repo.record_to_send(notice_id, message=message, now=at)
+            return Reminder(done or self.repo.get(notice_id), rendered, False, None)
+        done_info, emailed, error = self._deliver(info, message, rendered, at)
+        return Reminder(done_info, rendered, emailed, error)
 
     def remind_due(self, now: datetime | None = None, tenant: str | None = None) -> list[Reminder]:
-        """Send every reminder due at ``now``."""
+        """Send every message due at ``now`` that can be e-mailed (reminders, retries);
+        those that cannot become ``to_send``. Notices already waiting for a person are left
+        alone."""
         at = (now or datetime.now(UTC)).astimezone(UTC)
         out: list[Reminder] = []
-        for notice in self.repo.due(at, tenant):
+        for notice in self.repo.due(at, tenant, statuses=MAILABLE):
             try:
                 reminder = self.remind(notice.id, now=at)
             except RempartError as e:  # one bad notice never stops the others
@@ -515,9 +671,13 @@ class Notices:
     def mark(
         self, notice_id: int, status: str, *, now: datetime | None = None, tenant: str | None = None
     ) -> NoticeInfo:
-        """Set a notice's status (``removed`` stops the reminders)."""
+        """Set a notice's status: ``sent`` (its pending message was sent by hand; the next
+        reminder is due ``renotice_hours`` later), ``removed`` (stops the reminders),
+        ``not_removed``, ``to_send`` or ``withdrawn``."""
         at = (now or datetime.now(UTC)).astimezone(UTC)
-        return self.repo.set_status(notice_id, status, now=at, tenant=tenant)
+        return self.repo.set_status(
+            notice_id, status, now=at, tenant=tenant, renotice_hours=self._hours
+        )
 
 
 @dataclass

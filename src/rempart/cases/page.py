@@ -39,8 +39,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "kind_hash_match": "a copy of one of your files",
         "kind_face": "your face, in an intimate or generated image",
         "notices_title": "Takedown notices",
-        "notices_intro": "Removal requests sent to platforms for you. Each is reminded every "
-        "day until the content is removed.",
+        "notices_intro": "Removal requests made to platforms for you. Each one sent is "
+        "reminded regularly until the content is removed.",
         "no_notices": "No notice has been sent yet.",
         "notice_kind": "Notice",
         "sent": "Sent",
@@ -50,6 +50,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "notice_dsa": "EU DSA Article 16 notice",
         "notice_pharos": "Pharos report sheet",
         "notice_generic": "Platform notice",
+        "status_to_send": "not sent yet",
+        "status_send_failed": "sending failed, will be retried",
         "status_sent": "waiting for removal",
         "status_not_removed": "not removed yet",
         "status_removed": "removed",
@@ -97,8 +99,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "kind_hash_match": "une copie de l'un de vos fichiers",
         "kind_face": "votre visage, dans une image intime ou générée",
         "notices_title": "Demandes de retrait",
-        "notices_intro": "Les demandes de retrait envoyées aux plateformes pour vous. Chacune "
-        "est relancée chaque jour jusqu'au retrait du contenu.",
+        "notices_intro": "Les demandes de retrait faites aux plateformes pour vous. Chacune, "
+        "une fois envoyée, est relancée régulièrement jusqu'au retrait du contenu.",
         "no_notices": "Aucune demande envoyée pour l'instant.",
         "notice_kind": "Demande",
         "sent": "Envoyée",
@@ -108,6 +110,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "notice_dsa": "Notification DSA, article 16 (UE)",
         "notice_pharos": "Fiche de signalement Pharos",
         "notice_generic": "Notification à la plateforme",
+        "status_to_send": "pas encore envoyée",
+        "status_send_failed": "échec de l'envoi, nouvel essai prévu",
         "status_sent": "en attente de retrait",
         "status_not_removed": "pas encore retiré",
         "status_removed": "retiré",

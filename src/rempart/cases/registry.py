@@ -17,7 +17,7 @@ Everything is written in one transaction: an error at any step stores nothing.
 
 **Withdrawal** hard-deletes her entries, logging ``remove`` changes so every worker drops
 them from its index within a refresh (0.25 s by default), scrubs the hash values from the
-change log rows of those entries, deletes her face templates and alerts, and keeps a
+change log rows of those entries, deletes her face templates, alerts and notices, and keeps a
 tombstone (number, ``withdrawn``, when). The audit log records ``case.withdraw`` with the
 case number (already in the tombstone) and nothing about what was withdrawn.
 
@@ -83,7 +83,7 @@ from rempart.store.faces import (
     parse_previous_keys,
 )
 from rempart.store.models import banks_table, changes_table, entries_table
-from rempart.store.notices import NoticeRepository
+from rempart.store.notices import erase_for_case as erase_notices_for_case
 from rempart.store.repository import delete_entries
 
 K = cases_table.c
@@ -677,8 +677,9 @@ class CaseRepository:
                     contact_sealed=None,
                 )
             )
-            # Notices already sent stay on record (they were sent), but stop being reminded.
-            NoticeRepository(self._store).withdraw_case(row.number, now=now, conn=conn)
+            # Her notices hold her name, contact details, signature and the items' URLs and
+            # hashes: they go too (the tombstone keeps only the number and the date).
+            erase_notices_for_case(conn, row.number)
             # That it happened and to which case number (already in the tombstone): never
             # what was withdrawn.
             audit_record(

@@ -3,8 +3,9 @@
 - A platform downloads a signed package for its own scans (scope ``scan``).
 - The operator of the service builds packages and notices for a victim's case (the explicit
   scope ``cases``: a case spans every platform, so a tenant's ``admin`` is not enough).
-- Notices are tracked per tenant; ``GET /v1/notices?due=true`` lists those whose reminder is
-  due, and ``POST /v1/notices/{id}/removed`` stops the reminders.
+- Notices are tracked per tenant; ``GET /v1/notices?due=true`` lists those with a message
+  due (including those to send by hand, ``to_send``), ``POST /v1/notices/{id}/sent`` records
+  one sent by hand, and ``POST /v1/notices/{id}/removed`` stops the reminders.
 """
 
 from __future__ import annotations
@@ -19,18 +20,26 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from rempart.cases.evidence import Package, package_for_case, package_for_scans
-from rempart.cases.notices import Notices, Sender, item_from_scan, items_for_case
+from rempart.cases.notices import (
+    Notices,
+    Sender,
+    check_case_number,
+    items_for_case,
+    items_for_scans,
+)
 from rempart.cases.signing import load_signing_key
 from rempart.service.auth import Principal, require_scope
 from rempart.service.context import ServiceContext, get_context
 from rempart.service.problems import ForbiddenError
-from rempart.store.scans import ScanRepository
 
 router = APIRouter(prefix="/v1", tags=["evidence"])
 
 Lang = Literal["en", "fr"]
 NoticeId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The notice's id")]
 Kind = Literal["takeitdown", "dsa", "pharos", "generic"]
+Status = Literal["to_send", "sent", "send_failed", "not_removed", "removed", "withdrawn"]
+#: What an operator may set (send_failed is only recorded by a failed e-mail).
+Markable = Literal["to_send", "sent", "not_removed", "removed", "withdrawn"]
 _ZIP_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
@@ -229,8 +238,8 @@ def case_notices(
     principal: Annotated[Principal, Depends(_operator)],
     ctx: Annotated[ServiceContext, Depends(get_context)],
 ) -> dict[str, Any]:
-    """Every notice sent for the case, newest first, with status and reminders."""
-    notices = Notices(ctx.store, ctx.settings).repo.list(case_number=number)
+    """Every notice made for the case, newest first, with status and reminders."""
+    notices = Notices(ctx.store, ctx.settings).repo.list(case_number=check_case_number(number))
     return {"notices": [n.to_dict() for n in notices]}
 
 
@@ -242,6 +251,7 @@ def create_case_notices(
     ctx: Annotated[ServiceContext, Depends(get_context)],
 ) -> dict[str, Any]:
     """One notice per platform the case's items were found on (or one for ``platform``)."""
+    number = check_case_number(number)
     ctx.flush()
     return _create(ctx, principal, body, items_for_case(ctx.store, number), number)
 
@@ -254,8 +264,7 @@ def create_scan_notices(
 ) -> dict[str, Any]:
     """Notices over scans of this tenant (an investigator's crawl, for example)."""
     ctx.flush()
-    repo = ScanRepository(ctx.store)
-    items = [item_from_scan(repo.get(principal.tenant, s)) for s in dict.fromkeys(body.scan_ids)]
+    items = items_for_scans(ctx.store, principal.tenant, body.scan_ids)
     return _create(ctx, principal, body, items, None)
 
 
@@ -268,14 +277,16 @@ def _scope_tenant(principal: Principal) -> str | None:
 def list_notices(
     principal: Annotated[Principal, Depends(require_scope("cases"))],
     ctx: Annotated[ServiceContext, Depends(get_context)],
-    due: Annotated[bool, Query(description="Only those whose reminder is due now")] = False,
-    status: Annotated[
-        Literal["sent", "removed", "not_removed", "withdrawn"] | None, Query()
-    ] = None,
+    due: Annotated[
+        bool, Query(description="Only those with a message due now (to_send ones included)")
+    ] = False,
+    status: Annotated[Status | None, Query()] = None,
     case: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Notices, newest first (with ``due=true``: oldest due first)."""
     repo = Notices(ctx.store, ctx.settings).repo
+    if case is not None:
+        case = check_case_number(case)
     tenant = _scope_tenant(principal)
     if due:
         notices = repo.due(datetime.now(UTC), tenant)
@@ -294,9 +305,13 @@ def get_notice(
     principal: Annotated[Principal, Depends(require_scope("cases"))],
     ctx: Annotated[ServiceContext, Depends(get_context)],
 ) -> dict[str, Any]:
-    """A notice with its status and reminders."""
-    notice = Notices(ctx.store, ctx.settings).repo.get(notice_id, _scope_tenant(principal))
-    return notice.to_dict()
+    """A notice with its status, reminders and the text of its latest message (what to send
+    by hand when it is ``to_send``)."""
+    notices = Notices(ctx.store, ctx.settings)
+    tenant = _scope_tenant(principal)
+    notice = notices.repo.get(notice_id, tenant)
+    message = notices.message(notice_id, tenant=tenant)
+    return {**notice.to_dict(), "message": {"subject": message.subject, "text": message.text}}
 
 
 def _mark(ctx: ServiceContext, principal: Principal, notice_id: int, status: str) -> dict[str, Any]:
@@ -323,10 +338,22 @@ def notice_removed(
     return _mark(ctx, principal, notice_id, "removed")
 
 
+@router.post("/notices/{notice_id}/sent", summary="Its pending message was sent by hand")
+def notice_sent(
+    notice_id: NoticeId,
+    principal: Annotated[Principal, Depends(require_scope("cases"))],
+    ctx: Annotated[ServiceContext, Depends(get_context)],
+) -> dict[str, Any]:
+    """Record that the notice (or its latest reminder) was sent by hand, through the
+    platform's form: it leaves ``to_send`` and the next reminder is due
+    ``evidence.renotice_hours`` later."""
+    return _mark(ctx, principal, notice_id, "sent")
+
+
 class StatusIn(BaseModel):
     """A notice's new status."""
 
-    status: Literal["sent", "removed", "not_removed", "withdrawn"]
+    status: Markable
 
 
 @router.post("/notices/{notice_id}/status", summary="Set a notice's status")
@@ -336,5 +363,6 @@ def notice_status(
     principal: Annotated[Principal, Depends(require_scope("cases"))],
     ctx: Annotated[ServiceContext, Depends(get_context)],
 ) -> dict[str, Any]:
-    """``not_removed`` keeps the reminders going; ``removed`` and ``withdrawn`` stop them."""
+    """``sent`` records a message sent by hand; ``not_removed`` keeps the reminders going;
+    ``removed`` and ``withdrawn`` stop them."""
     return _mark(ctx, principal, notice_id, body.status)
