@@ -479,16 +479,43 @@ def protect_cmd(
             "opens a case and answers with its number and PIN.",
         ),
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            help="With --submit: an e-mail address for alerts when a platform finds a copy "
+            "(the service keeps it sealed and never shows it to platforms).",
+        ),
+    ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            help="With --submit: a URL (http or https) that alerts are POSTed to, signed "
+            "with a secret shown once in the answer.",
+        ),
+    ] = None,
 ) -> None:
     """Hash your images on this device into one submission file: only hashes leave it.
 
-    Nothing is uploaded unless --submit is given, and then only the submission file. The
-    file holds no image and no file name; it prints exactly what it contains.
+    Nothing is uploaded unless --submit is given, and then only the submission file (and
+    the e-mail address or webhook URL you give for alerts). The file holds no image and no
+    file name; it prints exactly what it contains.
     """
     from rempart.cases import build_submission, parse_service_key
     from rempart.settings import load_settings
 
     settings = load_settings()
+    contact = {k: v for k, v in (("email", email), ("webhook_url", webhook)) if v}
+    if contact and not submit:
+        _fail(
+            RempartError(
+                "--email and --webhook are sent with the submission, and need --submit URL",
+                code="contact_without_submit",
+                hint="add --submit URL, or give them later with `rempart cases submit FILE "
+                "--url URL --email ...`",
+            )
+        )
     try:
         key = parse_service_key(service_key.read_bytes()) if service_key else None
         with _progress() as progress:
@@ -516,14 +543,19 @@ def protect_cmd(
         from rempart.cases.cli import submit_to_service
 
         text = submission.to_json()
+        also = " and ".join(
+            f"your {'e-mail address' if k == 'email' else 'webhook URL'} {v}"
+            for k, v in contact.items()
+        )
         err.print(
             f"Sending {len(text.encode())} bytes to {submit}: the submission file "
-            f"{output} exactly as written (digest {submission.digest[:16]}...), and nothing "
-            "else -- no image, no file name.",
+            f"{output} exactly as written (digest {submission.digest[:16]}...)"
+            + (f", {also} for alerts," if also else ",")
+            + " and nothing else -- no image, no file name.",
             highlight=False,
         )
         try:
-            summary["case"] = submit_to_service(submit, text, {})
+            summary["case"] = submit_to_service(submit, text, contact)
         except RempartError as e:
             _fail(e)
         err.print("Keep the case number and PIN safe: the PIN is not shown again.")

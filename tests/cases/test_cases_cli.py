@@ -9,8 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -88,11 +91,90 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _copy_of_her_photo() -> bytes:
+    """What a platform would see: her photo resized and recompressed."""
+    img = synthetic_photo(41)
+    return jpeg_bytes(img.resize((img.width * 2 // 3, img.height * 2 // 3)), quality=60)
+
+
+def _scans_on_both_workers(
+    url: str, key: dict[str, str], data: bytes, start: float
+) -> list[tuple[int, bool, float]]:
+    """Scan ``data`` on fresh connections, a few at once so the kernel hands them to
+    different workers. Each connection first asks /status which worker it reached (the same
+    connection stays with the same worker), and again after the scan to be sure. Returns
+    ``(worker pid, matched, seconds from start to the answer)`` per scan."""
+    out: list[tuple[int, bool, float]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            pid = client.get("/status").json()["worker"]
+            resp = client.post("/v1/scan", headers=key, content=data)
+            done = time.monotonic() - start
+            assert resp.status_code == 200, resp.text
+            assert client.get("/status").json()["worker"] == pid
+        with lock:
+            out.append((pid, bool(resp.json()["matches"]), done))
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == len(threads)
+    return out
+
+
 @pytest.mark.slow
 def test_protect_submit_and_cli_against_a_real_server(db_url: str, tmp_path: Path) -> None:
+    """Against `rempart serve --workers 2`: she protects and submits with an e-mail address
+    and a webhook; a platform's scans of a resized, recompressed copy match in both workers;
+    she is alerted by both; she withdraws; within 1 s of that (one clock for both workers)
+    neither worker matches the copy any more."""
+    from aiosmtpd.controller import Controller
+
+    from rempart.cases.service_key import write_keypair
+    from rempart.service.webhooks import SIGNATURE_HEADER, verify_signature
+
+    mails: list[tuple[list[str], bytes]] = []
+
+    class Mailbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            mails.append((list(envelope.rcpt_tos), envelope.original_content))
+            return "250 OK"
+
+    hooks: list[tuple[dict[str, str], bytes]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hooks.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    smtp = Controller(Mailbox(), hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook_url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
+    write_keypair(tmp_path / "service.key", tmp_path / "service.pub")
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, REMPART_DATABASE_URL=db_url, REMPART_SERVICE__BACKGROUND_JOBS="false")
+    env = dict(
+        os.environ,
+        REMPART_DATABASE_URL=db_url,
+        REMPART_CASES__SERVICE_KEY_FILE=str(tmp_path / "service.key"),
+        REMPART_CASES__PUBLIC_URL=url,
+        REMPART_SMTP__HOST="127.0.0.1",
+        REMPART_SMTP__PORT=str(smtp.port),
+        REMPART_SMTP__SENDER="alerts@rempart.test",
+        # Her webhook receiver is on this machine (a real one would be public).
+        REMPART_SERVICE__EGRESS_ALLOW_PRIVATE="true",
+    )
     log = open(tmp_path / "serve.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
         [REMPART, "serve", "--port", str(port), "--workers", "2"],
@@ -113,27 +195,92 @@ def test_protect_submit_and_cli_against_a_real_server(db_url: str, tmp_path: Pat
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.2)
 
+        # Without --submit, a contact has nowhere to go: refused, and said why.
+        refused = CliRunner().invoke(
+            app, ["protect", str(tmp_path), "--email", "her@example.org", "-o", "x.json"]
+        )
+        assert refused.exit_code == 2 and "--submit" in refused.stderr
+
+        # 1. She protects her photo and submits it, with where to alert her.
         result = CliRunner().invoke(
             app,
-            ["protect", str(_photos(tmp_path)), "-o", str(tmp_path / "s.json"), "--submit", url],
-        )
+            [
+                "protect", str(_photos(tmp_path)), "-o", str(tmp_path / "s.json"),
+                "--submit", url, "--email", "her@example.org", "--webhook", hook_url,
+            ],
+        )  # fmt: skip
         assert result.exit_code == 0, result.stderr
-        assert (
-            "and nothing else" in result.stderr and "maria" not in result.stderr.split("Sending")[1]
-        )
+        sending = result.stderr.split("Sending")[1]
+        assert "and nothing else" in sending and "maria" not in sending
+        assert "her@example.org" in sending and hook_url in sending  # she sees it all
         opened = json.loads(result.stdout)["case"]
+        assert opened["webhook_secret"].startswith("whsec_")
+        assert _run("cases", "show", opened["case"], "--database-url", db_url)["has_contact"]
+
+        # 2. A platform scans a resized, recompressed copy until both workers match it.
+        key = {"Authorization": "Bearer " + _key_for("pics", db_url)}
+        copy = _copy_of_her_photo()
+        matched: set[int] = set()
+        seen: set[int] = set()
+        deadline = time.monotonic() + 20
+        while len(matched) < 2:
+            assert time.monotonic() < deadline, f"workers {seen}, matched in {matched}"
+            for pid, hit, _ in _scans_on_both_workers(url, key, copy, time.monotonic()):
+                seen.add(pid)
+                if hit:
+                    matched.add(pid)
+        assert len(seen) == 2  # two workers, and each has her hashes
+
+        # 3. She is alerted by e-mail and by her webhook (the service's own alert job).
+        deadline = time.monotonic() + 30
+        while not (mails and hooks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mails and hooks, (mails, hooks, (tmp_path / "serve.log").read_text()[-2000:])
+        to, raw = mails[0]
+        assert to == ["her@example.org"] and opened["case"].encode() in raw
+        assert f"{url}/case".encode() in raw
+        headers, body = hooks[0]
+        sig = {k.lower(): v for k, v in headers.items()}[SIGNATURE_HEADER.lower()]
+        verify_signature(opened["webhook_secret"], sig, body)
+        assert json.loads(body)["case"] == opened["case"]
         status = _run("cases", "status", opened["case"], "--pin", opened["pin"], "--url", url)
-        assert status["status"] == "open"
+        assert status["status"] == "open" and status["matches"] >= 1
+
         wrong = CliRunner().invoke(
             app, ["cases", "withdraw", opened["case"], "--pin", "0", "--url", url]
         )
         assert wrong.exit_code == 2 and "wrong PIN" in wrong.stderr
+
+        # 4. She withdraws. From that moment, one clock: within 1 s neither worker matches.
         done = _run("cases", "withdraw", opened["case"], "--pin", opened["pin"], "--url", url)
+        start = time.monotonic()
         assert done["status"] == "withdrawn"
+        cleared: dict[int, float] = {}
+        while set(cleared) != matched and time.monotonic() - start < 1.0:
+            for pid, hit, at in _scans_on_both_workers(url, key, copy, start):
+                if hit:
+                    assert pid not in cleared, f"worker {pid} matched again after it stopped"
+                elif pid not in cleared:
+                    cleared[pid] = at
+        assert set(cleared) == matched, f"still matching 1 s after withdrawal: {cleared}"
+        assert max(cleared.values()) < 1.0, cleared
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
         log.close()
+        smtp.stop()
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def _key_for(tenant: str, db_url: str) -> str:
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--tenant", tenant, "--scopes", "scan", "--database-url", db_url]
+    )
+    assert result.exit_code == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("rk_")
+    return key
 
 
 def test_scanner_finds_a_case_face_for_every_tenant(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ bank curation, webhooks, HMA-compatible routes, and health/metrics for orchestra
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         ok = checks["store"] == "ok" and checks["index_loaded"]
         if ctx is not None:
             checks["index_entries"] = ctx.index_size()
+        # The worker process's id: behind one port, it tells which worker answered.
+        checks["worker"] = os.getpid()
         body = {"status": "ready" if ok else "not ready", "version": __version__, **checks}
         return JSONResponse(body, status_code=200 if ok else 503)
 
