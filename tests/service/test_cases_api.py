@@ -310,7 +310,11 @@ def test_case_page_status_and_withdraw(make_service: Callable[..., Any], tmp_pat
     page = svc.client.post("/case?lang=fr", data={**form, "action": "status"})
     assert page.status_code == 200 and opened["case"] in page.text
     assert "Aucune plateforme" in page.text and "Retirer mon dossier" in page.text
-    assert 'id="help"' in page.text
+    # Where to get help, from the data file: each service named, with its link.
+    help_section = page.text.split('id="help"', 1)[1].split("</section>", 1)[0]
+    for name in ("3018", "Pharos", "Revenge Porn Helpline", "Take It Down", "StopNCII"):
+        assert name in help_section, name
+    assert "gendarmerie" in help_section and help_section.count("<a href=") >= 6
     assert "Aucune demande envoyée" in page.text
 
     # The operator sent a takedown notice for her case: her page shows it and its deadline.
@@ -346,6 +350,26 @@ def test_case_page_status_and_withdraw(make_service: Callable[..., Any], tmp_pat
     done = svc.client.post("/case?lang=en", data={**form, "action": "withdraw"})
     assert done.status_code == 200 and "withdrawn" in done.text
     assert _count(svc.store, entries_table) == 0
+
+
+def test_case_page_without_help_data_still_shows_and_logs(
+    service: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rempart.cases import help as help_data
+    from rempart.errors import ConfigError
+
+    page = service.client.get("/case?lang=en")
+    assert "Revenge Porn Helpline" in page.text
+
+    def broken(lang: str = "en") -> list[Any]:
+        raise ConfigError("help.toml: entry 3 has no url", code="bad_help_data")
+
+    monkeypatch.setattr(help_data, "load_help", broken)
+    with caplog.at_level("ERROR", logger="rempart.cases"):
+        page = service.client.get("/case?lang=en")
+    assert page.status_code == 200 and 'label for="pin"' in page.text
+    assert "Revenge Porn Helpline" not in page.text
+    assert any("help entries" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 def test_running_service_emails_the_alert(make_service: Callable[..., Any], tmp_path: Path) -> None:

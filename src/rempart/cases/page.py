@@ -8,10 +8,13 @@ nothing to third parties and works without JavaScript. The routes are in
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any, Final
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+log = logging.getLogger("rempart.cases")
 
 LANGS: Final = ("en", "fr")
 
@@ -180,14 +183,14 @@ def _env() -> Environment:
 
 
 def _help(lang: str) -> list[dict[str, Any]]:
-    """The "where to get help" entries (``rempart.cases.help``), or none if unavailable."""
-    try:
-        from rempart.cases.help import load_help
-    except ImportError:
-        return []
+    """The "where to get help" entries (``rempart.cases.help``), or none if they cannot be
+    loaded -- then the error is logged, for the operator to fix the data file."""
+    from rempart.cases.help import load_help
+
     try:
         return [e.to_dict() for e in load_help(lang)]
     except Exception:  # a broken help file must not hide the victim's case
+        log.exception("the help entries (cases/data/help.toml) could not be loaded")
         return []
 
 
