@@ -294,6 +294,20 @@ def scan_cmd(
     limit: Annotated[
         int | None, typer.Option(help="With --out: scan at most N new items this run.")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --out: add these paths to a folder holding another scan."
+        ),
+    ] = False,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="With --out: record flagged items as scans in the store (for `rempart "
+            "evidence SCAN_ID` and case alerts).",
+        ),
+    ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Scan files: hashes and bank matches, evidence of generation, faces of enrolled people,
@@ -313,7 +327,8 @@ def scan_cmd(
         code = batch_scan(
             paths, out, _settings(database_url), err, signals=signals, banks=bank,
             policy=policy, tenant=tenant, engine=engine, workers=workers, address=address,
-            previews=previews, limit=limit, emit=_emit, fail=_fail,
+            previews=previews, limit=limit, force=force, record=record, emit=_emit,
+            fail=_fail,
         )  # fmt: skip
         if code:
             raise typer.Exit(code)

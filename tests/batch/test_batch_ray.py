@@ -41,6 +41,7 @@ def _rows(out: Path) -> dict[str, dict[str, Any]]:
     rows = {}
     for row in iter_rows(out / "results.jsonl"):
         row.pop("timings_ms", None)
+        row.pop("scan_id", None)  # each results folder records its own scans
         assert row["key"] not in rows
         rows[row["key"]] = row
     return rows

@@ -12,8 +12,23 @@ import numpy as np
 from PIL import Image
 
 from conftest import SerialEngine, image, write_zip
-from rempart.batch import BatchConfig, run_batch
+from rempart.batch import BatchConfig, ItemScanner, iter_rows, run_batch
 from rempart.batch.report import Tally, bar_chart, render
+from rempart.batch.results import load_previews
+from rempart.cases import build_submission, load_submission
+from rempart.cases.registry import CaseRepository
+from rempart.settings import MediaLimits, Settings
+from rempart.store import Store
+
+
+def _submit_case(settings: Settings, folder: Path, *datas: bytes) -> str:
+    """A victim's case opened for real from her images (hashed on her side); its number."""
+    folder.mkdir()
+    for n, data in enumerate(datas):
+        (folder / f"{n}.jpg").write_bytes(data)
+    submission = load_submission(build_submission([folder], limits=MediaLimits()).to_json())
+    with Store.open(settings.database_url) as store:
+        return CaseRepository(store, settings).submit(submission).number
 
 
 def _corpus(root: Path) -> None:
@@ -28,6 +43,7 @@ def _corpus(root: Path) -> None:
 
 def test_report_groups_by_bank_and_case_without_pictures(
     tmp_path: Path,
+    settings: Settings,
     config: Callable[..., BatchConfig],
     add_to_bank: Callable[..., list[int]],
     serial: SerialEngine,
@@ -35,7 +51,9 @@ def test_report_groups_by_bank_and_case_without_pictures(
     root = tmp_path / "in"
     _corpus(root)
     (reported,) = add_to_bank("reported", image(21))
-    case_b, case_c = add_to_bank("cases", image(22), image(23))
+    # Two real cases in the global cases bank: one with two of her images, one with one.
+    hers = _submit_case(settings, tmp_path / "case1", image(22), image(23))
+    other = _submit_case(settings, tmp_path / "case2", image(24))
     run_batch(config(root), engine=serial)
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
@@ -45,10 +63,16 @@ def test_report_groups_by_bank_and_case_without_pictures(
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert page.count("<svg") >= 4
     assert "Bank reported" in page and "Bank cases" in page
-    assert f"Case entry {case_b}" in page and f"Case entry {case_c}" in page
-    # b.jpg and the ZIP's copy of it are the same case entry: two items in one group.
-    group = page.split(f"Case entry {case_b}")[1].split("</section>")[0]
-    assert "(2 items)" in group and "z.zip" in group and "b.jpg" in group
+    # One group per case, by case number: her two images and the ZIP's copy of one of them
+    # (three items) in one group, the other case's image in another; nothing else.
+    section = page.split("<h2>Matches by case</h2>")[1].split("<h2>")[0]
+    assert section.count('<section class="group">') == 2
+    assert section.count(f"Case {hers}") == 1 and section.count(f"Case {other}") == 1
+    group = section.split(f"Case {hers}")[1].split("</section>")[0]
+    assert "(3 items" in group and "z.zip" in group and "b.jpg" in group and "c.jpg" in group
+    assert "d.jpg" not in group and "a.jpg" not in group
+    assert "d.jpg" in section.split(f"Case {other}")[1].split("</section>")[0]
+    assert "a.jpg" not in section  # matched another bank only
     assert "lead for a human to review" in page
     assert re.search(r"<td>unsupported_format</td>", page)
     bank_section = page.split("Bank reported")[1].split("</section>")[0]
@@ -87,6 +111,57 @@ def test_previews_only_when_asked_blurred_and_grey(
     # A re-run without --previews writes a report without them.
     run_batch(config(root), engine=serial)
     assert "<img" not in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_torn_previews_file_is_repaired(
+    tmp_path: Path,
+    config: Callable[..., BatchConfig],
+    add_to_bank: Callable[..., list[int]],
+    serial: SerialEngine,
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    for n in (1, 2, 3):
+        (root / f"{n}.jpg").write_bytes(image(60 + n))
+    add_to_bank("reported", image(61), image(62), image(63))
+    out = tmp_path / "out"
+    run_batch(config(root, previews=True), engine=serial)
+    assert len(load_previews(out)) == 3
+    # A crash in the middle of writing the last item: its row is gone, its preview torn.
+    rows = (out / "results.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(rows[:-1]), encoding="utf-8")
+    previews = (out / "previews.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (out / "previews.jsonl").write_text("".join(previews[:-1]) + previews[-1][:40])
+    summary = run_batch(config(root, previews=True), engine=serial)
+    assert summary.stats.scanned == 1
+    # The preview made again is whole, not glued to the torn line.
+    assert len(load_previews(out)) == 3
+    lines = (out / "previews.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and all(line.endswith("}") for line in lines)
+
+
+class _PreviewFails(ItemScanner):
+    """An ItemScanner whose thumbnails fail (as Pillow can on a damaged image)."""
+
+    def preview(self, data: bytes) -> str | None:
+        raise OSError("broken data stream when reading image file")
+
+
+def test_a_failed_preview_is_a_field_of_its_row_and_the_scan_goes_on(
+    tmp_path: Path, config: Callable[..., BatchConfig], add_to_bank: Callable[..., list[int]]
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(image(71))
+    (root / "b.jpg").write_bytes(image(72))
+    add_to_bank("reported", image(71), image(72))
+    summary = run_batch(config(root, previews=True), engine=SerialEngine(_PreviewFails))
+    assert summary.complete and summary.tally.errors == 0 and summary.tally.matched == 2
+    for row in iter_rows(tmp_path / "out" / "results.jsonl"):
+        assert row["matches"] and "error" not in row
+        assert row["preview_error"]["code"] == "preview_failed"
+        assert "broken data stream" in row["preview_error"]["message"]
+    assert load_previews(tmp_path / "out") == {}
 
 
 def _detail(img: Image.Image) -> float:

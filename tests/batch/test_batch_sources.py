@@ -16,7 +16,7 @@ import pytest
 from conftest import image, write_export, write_tar, write_zip
 from rempart.batch import ArchiveLimits, BatchError, iter_items
 from rempart.batch.archives import read_zip_member
-from rempart.batch.items import ZipCache, ZipRef, read_item
+from rempart.batch.items import FileRef, ZipCache, ZipRef, read_item
 from rempart.settings import MediaLimits
 
 
@@ -161,9 +161,17 @@ def test_zip_bombs_refused_by_declared_and_by_real_size(tmp_path: Path) -> None:
         str(many): "too_many_members"
     }
     big = write_zip(tmp_path / "big.zip", {"a.bin": b"\1" * 2000, "b.bin": b"\2" * 2000})
+    # More bytes in all than allowed, at an ordinary ratio: too large, not a bomb.
     assert _codes(list(iter_items([big], limits=ArchiveLimits(max_total_bytes=3000)))) == {
-        str(big): "archive_bomb"
+        str(big): "archive_too_large"
     }
+    # The same totals far beyond the archive's size on disk: a bomb.
+    ratio = ArchiveLimits(max_total_bytes=3000, max_ratio=2, ratio_floor=100)
+    assert _codes(list(iter_items([big], limits=ratio))) == {str(big): "archive_bomb"}
+    plain = write_tar(tmp_path / "big.tar", {"a.jpg": image(1), "b.jpg": image(2)})
+    items = list(iter_items([plain], limits=ArchiveLimits(max_total_bytes=len(image(1)) + 10)))
+    assert _codes(items) == {str(plain): "archive_too_large"}
+    assert f"{plain}!a.jpg" in _by_path(items)  # members within the limit are kept
     # A member over the media byte limit is refused without reading it.
     assert _codes(list(iter_items([big], media=MediaLimits(max_bytes=1000)))) == {
         f"{big}!a.bin": "too_large",
@@ -264,12 +272,15 @@ def test_telegram_bad_exports(tmp_path: Path) -> None:
     items = list(iter_items([broken, wrong, sneaky]))
     codes = _codes(items)
     assert codes[str(broken)] == "malformed_export"
-    assert codes[str(wrong)] == "malformed_export"
+    # A result.json that is not an export at all: an ordinary file of an ordinary folder.
+    assert str(wrong) not in codes
+    assert _by_path(items)[f"{wrong}/result.json"].source == {"kind": "file"}
     assert codes[f"{sneaky}/../secret.jpg"] == "unsafe_path"
     assert codes[f"{sneaky}//etc/passwd"] == "unsafe_path"
     assert codes[f"{sneaky}/photos/link.jpg"] == "unsafe_path"
     assert codes[f"{sneaky}/42"] == "malformed_export"
-    assert all(i.error for i in items)  # nothing from outside the export is ever read
+    # Nothing from outside the export is ever read.
+    assert all(i.error for i in items if i.path != f"{wrong}/result.json")
 
 
 def test_telegram_full_account_export_and_unreferenced_media(tmp_path: Path) -> None:
@@ -310,4 +321,89 @@ def test_telegram_full_account_export_and_unreferenced_media(tmp_path: Path) -> 
     assert photo.source["sender_id"] == "user4242"
     orphan = by[f"{root}/chats/chat_001/photos/orphan.jpg"]
     assert orphan.source["message_id"] is None and orphan.error is None
+    assert orphan.source["note"] == "not referenced by the export"
     assert len(items) == 2
+
+
+def test_a_stray_result_json_does_not_hide_a_folder(tmp_path: Path) -> None:
+    """Any tool may write a result.json: only one that looks like a Telegram export makes
+    its folder an export; the images of any other folder are scanned as usual."""
+    root = tmp_path / "seized"
+    (root / "ml-run" / "sub").mkdir(parents=True)
+    (root / "ml-run" / "a.jpg").write_bytes(image(1))
+    (root / "ml-run" / "sub" / "b.jpg").write_bytes(image(2))
+    (root / "ml-run" / "result.json").write_text('{"accuracy": 0.93, "name": "resnet"}')
+    (root / "list").mkdir()
+    (root / "list" / "c.jpg").write_bytes(image(3))
+    (root / "list" / "result.json").write_text('["messages", "chats"]')
+    items = list(iter_items([root]))
+    by = _by_path(items)
+    for name in ("ml-run/a.jpg", "ml-run/sub/b.jpg", "list/c.jpg"):
+        item = by[f"{root}/{name}"]
+        assert item.source == {"kind": "file"} and item.error is None
+    assert not any(i.source["kind"] == "telegram" for i in items)
+    assert len(items) == 5  # the two result.json files are listed as the files they are
+
+
+def test_a_broken_export_still_scans_every_file_and_a_valid_one_its_extra_files(
+    tmp_path: Path,
+) -> None:
+    export = write_export(tmp_path / "export", seeds=(1,))
+    (export.root / "loose.jpg").write_bytes(image(2))  # dropped into the export by hand
+    (export.root / "stickers").mkdir()
+    (export.root / "stickers" / "s.webp").write_bytes(image(3))
+    items = list(iter_items([export.root]))
+    by = _by_path(items)
+    for rel in ("loose.jpg", "stickers/s.webp"):
+        item = by[f"{export.root}/{rel}"]
+        assert item.error is None and item.source["note"] == "not referenced by the export"
+        assert item.source["kind"] == "telegram" and item.source["message_id"] is None
+    assert by[f"{export.root}/photos/photo_2@20-10-2020_12-00-00.jpg"].source["message_id"] == 2
+    assert f"{export.root}/result.json" not in by
+    # Truncated: reported, and every file is still scanned (without its message).
+    text = (export.root / "result.json").read_text(encoding="utf-8")
+    (export.root / "result.json").write_text(text[: len(text) // 2], encoding="utf-8")
+    items = list(iter_items([export.root]))
+    assert _codes(items) == {str(export.root): "malformed_export"}
+    assert {i.path for i in items if not i.error} == {
+        f"{export.root}/photos/photo_2@20-10-2020_12-00-00.jpg",
+        f"{export.root}/loose.jpg",
+        f"{export.root}/stickers/s.webp",
+    }
+
+
+@pytest.mark.timeout(60)
+def test_fifos_sockets_and_devices_are_never_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: a scan must not hang on one
+    (the test's timeout fails it if it does)."""
+    import socket
+
+    root = tmp_path / "seized"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(image(1))
+    os.mkfifo(root / "pipe.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock"))
+    (root / "null.jpg").symlink_to("/dev/null")  # a device, through a link
+    export = write_export(tmp_path / "export", seeds=(2,))
+    os.mkfifo(export.root / "photos" / "extra.jpg")
+    os.remove(export.root / "photos" / "photo_2@20-10-2020_12-00-00.jpg")
+    os.mkfifo(export.root / "photos" / "photo_2@20-10-2020_12-00-00.jpg")
+    try:
+        items = list(iter_items([root, export.root, root / "pipe.jpg"]))
+    finally:
+        sock.close()
+    codes = _codes(items)
+    assert codes[str(root / "pipe.jpg")] == "not_a_regular_file"
+    assert codes[str(root / "sock")] == "not_a_regular_file"
+    assert codes[f"{export.root}/photos/extra.jpg"] == "not_a_regular_file"
+    assert codes[f"{export.root}/photos/photo_2@20-10-2020_12-00-00.jpg"] == "not_a_regular_file"
+    assert _by_path(items)[str(root / "a.jpg")].error is None
+    # /dev/null is outside the folder: refused as such before anything else.
+    assert codes[str(root / "null.jpg")] == "symlink_outside"
+    # Named on its own, a device is refused too; and a worker never opens one either.
+    (null,) = iter_items([Path("/dev/null")])
+    assert null.error is not None and null.error["code"] == "not_a_regular_file"
+    with pytest.raises(BatchError) as exc:
+        read_item(FileRef(str(root / "pipe.jpg")), MediaLimits())
+    assert exc.value.code == "not_a_regular_file"

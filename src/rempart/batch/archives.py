@@ -37,6 +37,7 @@ from rempart.batch.items import (
     ZipCache,
     ZipRef,
     absolute,
+    open_regular,
     os_error,
 )
 from rempart.batch.paths import hidden, unsafe_reason
@@ -75,8 +76,9 @@ class ArchiveLimits:
 
 def sniff_archive(path: str) -> ArchiveKind | None:
     """``zip``, ``tar`` (uncompressed) or ``tar_stream`` (gzip/bzip2/xz: maybe a TAR) from
-    the first bytes of ``path``, never its name; ``None`` for anything else."""
-    with open(path, "rb") as f:
+    the first bytes of ``path``, never its name; ``None`` for anything else. Only a regular
+    file is opened (``not_a_regular_file`` otherwise: a FIFO would block the scan)."""
+    with open_regular(path) as f:
         head = f.read(265)
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
@@ -133,6 +135,14 @@ def _too_large(name: str, size: int, media: MediaLimits) -> MediaError:
     )
 
 
+def _too_large_archive(path: str, declared: int, limits: ArchiveLimits) -> BatchError:
+    return BatchError(
+        f"{path}: {declared} bytes in all, over the limit of {limits.max_total_bytes}",
+        code="archive_too_large",
+        hint="unpack it and scan the folder, or raise ArchiveLimits.max_total_bytes",
+    )
+
+
 def _bomb(message: str) -> BatchError:
     return BatchError(
         message,
@@ -169,11 +179,13 @@ def _iter_zip(path: str, limits: ArchiveLimits, media: MediaLimits) -> Iterator[
         return
     declared = sum(i.file_size for i in files)
     if declared > limits.max_total_bytes:
-        yield _archive_failure(
-            path,
-            "zip",
-            _bomb(f"{path}: members declare {declared} bytes in all, over the limit"),
+        # Far beyond its size on disk, a bomb; at an ordinary ratio, only too large.
+        refusal = (
+            _bomb(f"{path}: members declare {declared} bytes in all, from {end} on disk")
+            if _over_ratio(declared, end, limits)
+            else _too_large_archive(path, declared, limits)
         )
+        yield _archive_failure(path, "zip", refusal)
         return
     spans = _spans(infos, end)
     keys = _Keys(f"zip:{absolute(path)}")
@@ -349,14 +361,15 @@ def _iter_tar(path: str, stream: bool, limits: ArchiveLimits, media: MediaLimits
             declared += member.size
             # Judged before the stream is advanced past the member: skipping its data would
             # already mean inflating it.
-            if declared > limits.max_total_bytes or (
-                stream and _over_ratio(tf.offset + member.size, size_on_disk, limits)
-            ):
+            if stream and _over_ratio(tf.offset + member.size, size_on_disk, limits):
                 yield _archive_failure(
                     path,
                     kind,
                     _bomb(f"{path}: member {name!r} would inflate the archive past its limits"),
                 )
+                return
+            if declared > limits.max_total_bytes:
+                yield _archive_failure(path, kind, _too_large_archive(path, declared, limits))
                 return
             if member.size > media.max_bytes:
                 yield item.failed(_too_large(name, member.size, media))

@@ -34,6 +34,8 @@ def batch_scan(
     address: str | None,
     previews: bool,
     limit: int | None,
+    force: bool = False,
+    record: bool = True,
     emit: Callable[[dict[str, Any]], None],
     fail: Callable[[RempartError], NoReturn],
 ) -> int:
@@ -56,6 +58,8 @@ def batch_scan(
             address=address,
             previews=previews,
             limit=limit,
+            force=force,
+            record=record,
         )
         with RichProgress(console) as progress:
             summary = run_batch(config, progress=progress)

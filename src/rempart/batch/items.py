@@ -13,11 +13,11 @@ becomes a result row with that error, and the scan goes on.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from rempart.errors import MediaError, RempartError
-from rempart.media import read_media_file
 from rempart.settings import MediaLimits
 
 if TYPE_CHECKING:
@@ -31,8 +31,10 @@ class BatchError(RempartError):
     absolute name in an archive or an export), ``unsafe_member`` (a link or device in an
     archive), ``symlink_outside`` (a link out of the folder scanned), ``encrypted``,
     ``archive_bomb`` (a member or archive that decompresses far beyond its size),
-    ``too_many_members``, ``archive_too_large``, ``malformed_export``, ``missing_media``,
-    ``not_exported``.
+    ``too_many_members``, ``archive_too_large`` (an archive holding more bytes in all than
+    allowed, at an ordinary compression ratio), ``malformed_export``, ``missing_media``,
+    ``not_exported``, ``not_a_regular_file`` (a FIFO, socket or device: never opened for
+    reading, which could block forever).
     """
 
     code = "batch_input"
@@ -122,6 +124,53 @@ def os_error(path: str, error: OSError) -> BatchError:
     return BatchError(f"{path}: {error.strerror or error}", code=code)
 
 
+#: Error codes worth another try on a re-run into the same folder: the file system may have
+#: been fixed since (a permission, a mount, a copy finished). Rows with these are scanned again.
+TRANSIENT_ERRORS = frozenset({"unreadable", "not_found", "missing_media"})
+
+
+def not_regular(path: str) -> BatchError:
+    """The error of a FIFO, socket or device where a file was expected."""
+    return BatchError(
+        f"{path} is not a regular file (a FIFO, socket or device): not read",
+        code="not_a_regular_file",
+        hint="only regular files are scanned; copy the data into a file to scan it",
+    )
+
+
+def open_regular(path: str) -> BinaryIO:
+    """``path`` opened for reading, only if it is a regular file (links followed).
+
+    Checked by name, then opened non-blocking and checked again on the open descriptor:
+    opening a FIFO for reading blocks until a writer comes, which would hang a scan, and the
+    name alone would leave a window for a swap.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a socket cannot even be opened
+        raise not_regular(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_regular(path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_file(path: str, limits: MediaLimits) -> bytes:
+    """The bytes of the regular file ``path``, never more than ``limits.max_bytes``."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(limits.max_bytes + 1) if size <= limits.max_bytes else b""
+    if size > limits.max_bytes or len(data) > limits.max_bytes:
+        raise MediaError(
+            f"{path} is {max(size, len(data))} bytes, over the limit of {limits.max_bytes}",
+            code="too_large",
+            hint="raise REMPART_LIMITS__MAX_BYTES if such files are expected",
+        )
+    return data
+
+
 def read_item(
     locator: Locator,
     limits: MediaLimits,
@@ -138,7 +187,7 @@ def read_item(
 
     if isinstance(locator, FileRef):
         try:
-            return read_media_file(locator.path, limits)
+            return read_file(locator.path, limits)
         except OSError as e:
             raise os_error(locator.path, e) from None
     if isinstance(locator, InlineRef):

@@ -9,11 +9,14 @@ corpus, and results arrive in the order they finish.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,11 +29,11 @@ from rempart.errors import RempartError
 _scanner: ItemScanner | None = None
 
 
-def _init(options: ScanOptions) -> None:
+def _init(options: ScanOptions, factory: Callable[[ScanOptions], ItemScanner]) -> None:
     global _scanner
     # Ctrl-C is the driver's to handle: it stops submitting and keeps what finished.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _scanner = ItemScanner(options)
+    _scanner = factory(options)
 
 
 def _ready() -> int:
@@ -55,16 +58,24 @@ class LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, *, ahead: int = 4) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        ahead: int = 4,
+        scanner: Callable[[ScanOptions], ItemScanner] = ItemScanner,
+    ) -> None:
         self.workers = workers or default_workers()
         self._ahead = ahead
+        #: What each worker builds once (an ItemScanner, or a subclass: picklable by name).
+        self._factory = scanner
 
     def run(self, items: Iterable[Item], options: ScanOptions, sink: Sink) -> EngineStats:
         """Scan ``items``, handing each row to ``sink`` as it finishes."""
         t0 = time.perf_counter()
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init, initargs=(options,)
+            self.workers, mp_context=context, initializer=_init, initargs=(options, self._factory)
         )
         try:
             # Start every worker (and build its Scanner) before the clock starts.
@@ -84,27 +95,80 @@ class LocalEngine:
         return EngineStats(self.name, self.workers, scanned, t1 - t0, t2 - t1)
 
     def _drive(self, pool: ProcessPoolExecutor, items: Iterable[Item], sink: Sink) -> int:
-        pending: set[Future[tuple[dict[str, Any], str | None]]] = set()
-        done_count = 0
+        """Submit items a few ahead of the results and sink each result as it comes.
 
-        def collect(block_until: Callable[[], bool]) -> None:
-            nonlocal pending, done_count
-            while pending and block_until():
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    row, preview = f.result()
+        Ctrl-C (SIGINT) only sets a flag here, checked between rows, so it can never land in
+        the middle of writing one; a KeyboardInterrupt raised by the sink itself (after its
+        row is written) is taken the same way. Either way, submitting stops, items not yet
+        started are cancelled, and every result a worker finished or is finishing is sunk
+        before KeyboardInterrupt is raised: nothing a worker did is dropped.
+        """
+        pending: set[Future[tuple[dict[str, Any], str | None]]] = set()
+        ready: deque[Future[tuple[dict[str, Any], str | None]]] = deque()
+        done_count = 0
+        stop = _Interrupt()
+
+        def sink_ready() -> None:
+            nonlocal done_count
+            while ready:
+                row, preview = ready.popleft().result()
+                done_count += 1
+                try:
                     sink(row, preview)
-                    done_count += 1
+                except KeyboardInterrupt:
+                    stop.set()
+
+        def collect(until_below: int) -> None:
+            nonlocal pending
+            while len(pending) > until_below:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                ready.extend(finished)
+                sink_ready()
+                if stop.is_set() and until_below:
+                    return
 
         limit = self.workers * self._ahead
-        try:
+        with stop.catching():
             for item in items:
+                if stop.is_set():
+                    break
                 pending.add(pool.submit(_scan, item))
-                collect(lambda: len(pending) >= limit)
-        except KeyboardInterrupt:
-            # Keep what the workers already have in hand; drop what they have not started.
-            pending = {f for f in pending if not f.cancel()}
-            collect(lambda: True)
-            raise
-        collect(lambda: True)
+                collect(limit - 1)
+                if stop.is_set():
+                    break
+            if stop.is_set():
+                # Drop what no worker has started; wait for the rest and keep it.
+                pending = {f for f in pending if not f.cancel()}
+            collect(0)
+        if stop.is_set():
+            raise KeyboardInterrupt
         return done_count
+
+
+class _Interrupt:
+    """A flag that SIGINT sets while :meth:`catching` (in the main thread only: Python runs
+    signal handlers there), instead of raising KeyboardInterrupt at an arbitrary point."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    @contextlib.contextmanager
+    def catching(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self._set = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -5,8 +5,10 @@ signals and the reasons of its verdict, and the errors. No script, no external r
 (a Content-Security-Policy forbids both), and no picture of any item unless the scan was
 run with ``--previews`` -- and then only blurred greyscale thumbnails of flagged items.
 
-Matches in the ``cases`` bank (victims' own hashes, see ``rempart cases``) carry an opaque
-entry id: they are grouped by it, and the report never says who a case belongs to.
+Matches in the global ``cases`` bank (victims' own hashes, see ``rempart cases``) carry an
+opaque entry id; the operator's store says which case each entry belongs to, and the report
+groups them by case number (one group per case, however many of her images matched). It
+never says who a case belongs to: the store holds no name, and the report shows only numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import html
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +30,25 @@ from rempart.store.cases import CASES_BANK  # victims' cases: entries are opaque
 #: Items shown one by one, and errors listed; beyond, they are counted (all are in the JSONL).
 MAX_ITEMS = 5000
 MAX_ERRORS = 2000
+
+
+@dataclass(frozen=True)
+class CaseGroups:
+    """Which case each entry of the global ``cases`` bank belongs to (numbers only)."""
+
+    #: Id of the global ``cases`` bank (a tenant may have a bank of the same name).
+    bank_id: int | None = None
+    numbers: Mapping[int, Sequence[str]] = field(default_factory=dict)
+
+    def of(self, match: Mapping[str, Any]) -> Sequence[str] | None:
+        """The case numbers of ``match``: ``None`` when it is not in the global ``cases``
+        bank, empty when its entry belongs to no case (withdrawn since)."""
+        if match.get("bank") != CASES_BANK:
+            return None
+        bank_id = match.get("bank_id")
+        if bank_id is not None and bank_id != self.bank_id:
+            return None
+        return self.numbers.get(int(match["entry_id"]), ())
 
 
 @dataclass
@@ -160,28 +181,34 @@ def _anchor(row: dict[str, Any]) -> str:
     return "item-" + hashlib.sha256(row["key"].encode("utf-8", "replace")).hexdigest()[:16]
 
 
-def _groups(tally: Tally) -> tuple[str, str]:
+def _groups(tally: Tally, cases: CaseGroups) -> tuple[str, str]:
     by_bank: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     by_case: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for row in tally.flagged:
         for m in row.get("matches", []):
             by_bank.setdefault(m["bank"], []).append((row, m))
-            if m["bank"] == CASES_BANK:
-                case = str(m.get("case") or m.get("entry_id"))
-                by_case.setdefault(case, []).append((row, m))
+            numbers = cases.of(m)
+            if numbers is None:
+                continue
+            for number in numbers or ("",):  # "": an entry no case holds any more
+                by_case.setdefault(number, []).append((row, m))
     banks = [
         f'<section class="group"><h3>Bank {_e(name)} <span class="muted">'
         f"({tally.bank_items[name]} items)</span></h3>{_match_rows(rows)}</section>"
         for name, rows in sorted(by_bank.items())
     ]
-    cases = [
-        f'<section class="group"><h3>Case entry {_e(case)} <span class="muted">'
-        f"({len({r['key'] for r, _ in rows})} items)</span></h3>{_match_rows(rows)}</section>"
-        for case, rows in sorted(by_case.items())
-    ]
+    groups = []
+    for number, rows in sorted(by_case.items(), key=lambda kv: (kv[0] == "", kv[0])):
+        title = f"Case {_e(number)}" if number else "Entries of no open case"
+        items = len({r["key"] for r, _ in rows})
+        entries = len({m["entry_id"] for _, m in rows})
+        groups.append(
+            f'<section class="group"><h3>{title} <span class="muted">({items} items, '
+            f"{entries} of its entries)</span></h3>{_match_rows(rows)}</section>"
+        )
     return (
         "".join(banks) or '<p class="muted">No bank matched.</p>',
-        "".join(cases) or f'<p class="muted">No match in the {CASES_BANK!r} bank.</p>',
+        "".join(groups) or f'<p class="muted">No match in the {CASES_BANK!r} bank.</p>',
     )
 
 
@@ -226,6 +253,16 @@ def _signals(row: dict[str, Any]) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
+def _scan_line(row: dict[str, Any]) -> str:
+    if not row.get("scan_id"):
+        return ""
+    return (
+        f'<p class="muted">scan record <code>{_e(row["scan_id"])}</code>: '
+        f"<code>rempart evidence {_e(row['scan_id'])}</code> packages it with where it was "
+        "found</p>"
+    )
+
+
 def _item_card(row: dict[str, Any], previews: dict[str, str] | None) -> str:
     thumb = ""
     if previews is not None and row["key"] in previews:
@@ -239,7 +276,7 @@ def _item_card(row: dict[str, Any], previews: dict[str, str] | None) -> str:
         f'<article class="item" id="{_e(_anchor(row))}">{thumb}'
         f"<h3>{_e(row['path'])}</h3>"
         f'<p><span class="verdict v-{_e(verdict)}">{_e(verdict)}</span>{priority} · '
-        f"{_e(_source_text(row))}</p>"
+        f"{_e(_source_text(row))}</p>{_scan_line(row)}"
         f"{_signals(row)}{_reasons(row)}</article>"
     )
 
@@ -280,9 +317,14 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.1rem 1rem}dt{font-we
 """
 
 
-def render(tally: Tally, options: dict[str, Any], previews: dict[str, str] | None) -> str:
+def render(
+    tally: Tally,
+    options: dict[str, Any],
+    previews: dict[str, str] | None,
+    cases: CaseGroups | None = None,
+) -> str:
     """The report as one HTML document."""
-    banks_html, cases_html = _groups(tally)
+    banks_html, cases_html = _groups(tally, cases or CaseGroups())
     verdicts = sorted(tally.verdicts.items(), key=lambda kv: -kv[1])
     charts = "".join(
         [
@@ -328,8 +370,9 @@ harmless; no evidence of generation never means authentic.</p>
 <h2>Charts</h2><div class="charts">{charts}</div>
 <h2>Matches by bank</h2>{banks_html}
 <h2>Matches by case</h2>
-<p class="muted">Entries of the {CASES_BANK!r} bank are opaque ids: the report groups by them
-and never names the person behind a case.</p>{cases_html}
+<p class="muted">Matches in the global {CASES_BANK!r} bank of victims' cases, one group per
+case number (from this operator's store). The report never names the person behind a
+case.</p>{cases_html}
 <h2>Flagged items</h2>
 <p class="muted">Items with a bank match, a verdict other than allow, or evidence of
 generation, with their signals and the reasons of their verdict. Every item is in
@@ -340,9 +383,13 @@ results.jsonl and results.csv.</p>{cards or '<p class="muted">None.</p>'}
 
 
 def write_report(
-    path: Path, tally: Tally, options: dict[str, Any], previews: dict[str, str] | None = None
+    path: Path,
+    tally: Tally,
+    options: dict[str, Any],
+    previews: dict[str, str] | None = None,
+    cases: CaseGroups | None = None,
 ) -> None:
     """Write the report to ``path`` (previews only when given: ``--previews``)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(tally, options, previews), encoding="utf-8")
+    tmp.write_text(render(tally, options, previews, cases), encoding="utf-8")
     tmp.replace(path)

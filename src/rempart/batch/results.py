@@ -3,7 +3,9 @@
 ``results.jsonl`` is the record: one row per item, appended and flushed as each finishes, so
 an interrupted scan (Ctrl-C, a killed process, a crashed worker) loses no finished result. It
 is also synced to disk at least every second: a power cut loses at most that. On a re-run with
-the same folder, a half-written last line is dropped, the keys already there are skipped, and
+the same folder, a half-written last line is dropped (in ``previews.jsonl`` too), the keys
+already there are skipped, rows that failed for a reason that may have gone (``unreadable``,
+``not_found``, ``missing_media``) are dropped so their items are tried again, and
 ``results.csv`` is rebuilt from the JSONL before new rows are added, so the two always agree.
 ``previews.jsonl`` (blurred greyscale thumbnails, only with ``--previews``) is kept apart, so
 the results themselves never hold anything drawn from the pixels.
@@ -28,6 +30,9 @@ CSV_FILE = "results.csv"
 PREVIEWS = "previews.jsonl"
 RUN = "run.json"
 REPORT = "report.html"
+#: RFC 4180's line end: the csv module then quotes any cell holding a CR or an LF, so an
+#: untrusted name with a carriage return cannot split a row in a spreadsheet.
+CSV_EOL = "\r\n"
 #: Seconds between fsyncs (every row is flushed to the OS at once; see the module doc).
 SYNC_EVERY_S = 1.0
 
@@ -48,8 +53,13 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield row
 
 
-def _repair(path: Path) -> set[str]:
-    """Rewrite ``path`` without torn or invalid lines (only when it has any); the keys."""
+def _repair(path: Path, retry: frozenset[str] = frozenset()) -> set[str]:
+    """Rewrite ``path`` without torn, invalid or duplicate lines, nor rows failed with an
+    error code in ``retry`` (only when it has any of these); the keys kept.
+
+    A torn last line must go before anything is appended: the next row would be glued to
+    it, and both lost.
+    """
     keys: set[str] = set()
     rows = 0
     with path.open("rb") as f:
@@ -57,6 +67,9 @@ def _repair(path: Path) -> set[str]:
     kept: list[dict[str, Any]] = []
     for row in iter_rows(path):
         rows += 1
+        error = row.get("error")
+        if isinstance(error, dict) and error.get("code") in retry:
+            continue  # scanned again in this run
         if row["key"] not in keys:
             keys.add(row["key"])
             kept.append(row)
@@ -74,9 +87,13 @@ def _repair(path: Path) -> set[str]:
 class ResultsWriter:
     """Appends rows to ``results.jsonl`` and ``results.csv`` (and previews) in ``out``."""
 
-    def __init__(self, out: Path, *, previews: bool = False) -> None:
+    def __init__(
+        self, out: Path, *, previews: bool = False, retry: frozenset[str] = frozenset()
+    ) -> None:
         self.out = out
         self.previews = previews
+        #: Error codes whose rows are dropped on opening, so their items are done again.
+        self.retry = retry
         self.done: set[str] = set()
         self.written = 0
         self._jsonl: IO[str] | None = None
@@ -91,11 +108,13 @@ class ResultsWriter:
             self.out.mkdir(parents=True, exist_ok=True)
             results = self.out / RESULTS
             if results.exists():
-                self.done = _repair(results)
+                self.done = _repair(results, self.retry)
+            if self.previews and (self.out / PREVIEWS).exists():
+                _repair(self.out / PREVIEWS)
             self._rebuild_csv()
             self._jsonl = results.open("a", encoding="utf-8")
             self._csv = (self.out / CSV_FILE).open("a", encoding="utf-8", newline="")
-            self._csv_writer = csv.DictWriter(self._csv, CSV_FIELDS, lineterminator="\n")
+            self._csv_writer = csv.DictWriter(self._csv, CSV_FIELDS, lineterminator=CSV_EOL)
             if self.previews:
                 self._previews = (self.out / PREVIEWS).open("a", encoding="utf-8")
         except OSError as e:
@@ -109,7 +128,7 @@ class ResultsWriter:
     def _rebuild_csv(self) -> None:
         tmp = self.out / (CSV_FILE + ".tmp")
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, CSV_FIELDS, lineterminator="\n")
+            writer = csv.DictWriter(f, CSV_FIELDS, lineterminator=CSV_EOL)
             writer.writeheader()
             for row in iter_rows(self.out / RESULTS):
                 writer.writerow(csv_row(row))

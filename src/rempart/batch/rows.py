@@ -32,7 +32,12 @@ CSV_FIELDS = [
     "rules",
     "error_code",
     "error_message",
+    "scan_id",
 ]
+#: A spreadsheet reads a cell starting with one of these as a formula (``=HYPERLINK(...)``,
+#: ``@SUM(...)``, ``+cmd|...``): member names, chat names and senders are untrusted, so such
+#: a cell is written with a leading ``'`` (OWASP's advice for CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def flagged(row: dict[str, Any]) -> bool:
@@ -55,7 +60,7 @@ def match_summary(match: dict[str, Any]) -> str:
 
 
 def csv_row(row: dict[str, Any]) -> dict[str, Any]:
-    """The flat CSV form of ``row`` (lists joined with ``;``)."""
+    """The flat CSV form of ``row`` (lists joined with ``;``, formulas neutralised)."""
     source = row.get("source", {})
     hashes = row.get("hashes", {})
     error = row.get("error") or {}
@@ -82,8 +87,17 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
         "rules": ";".join(rules),
         "error_code": error.get("code", ""),
         "error_message": error.get("message", ""),
+        "scan_id": row.get("scan_id", ""),
     }
-    return {k: "" if v is None else v for k, v in out.items()}
+    return {k: "" if v is None else cell(v) for k, v in out.items()}
+
+
+def cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text that would start a formula gets a
+    leading ``'`` (numbers are left alone: ``-5`` is a number, not a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def dumps(row: dict[str, Any]) -> str:

@@ -5,6 +5,15 @@ locators, not bytes), skips those already in ``DIR``, writes the rows of items t
 before scanning, hands the rest to the engine, writes every row as it finishes, and ends with
 the HTML report and a summary. An interrupted run (Ctrl-C) still writes the report of what is
 done and re-raises; running the same command again finishes the job.
+
+The results folder remembers what it is a scan of (``run.json``): the options that decide a
+row's content and the inputs. A re-run with other options is refused; with other inputs too,
+unless ``force`` (the new inputs are then added to the folder's). Rows that failed for a
+reason that may have gone (:data:`~rempart.batch.items.TRANSIENT_ERRORS`) are tried again.
+
+With ``record`` (the default), each flagged item is also recorded in the store as a scan of
+the tenant, with where it was found, and its ``scan_id`` written in its row: see
+:mod:`rempart.batch.records`.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,14 +31,25 @@ from typing import Any, Protocol
 from rempart import __version__
 from rempart.batch.archives import ArchiveLimits, TarStreamReader
 from rempart.batch.engine import ENGINES, Engine, EngineStats
-from rempart.batch.items import InlineRef, Item, TarStreamRef, error_row
-from rempart.batch.report import Tally, write_report
+from rempart.batch.items import (
+    TRANSIENT_ERRORS,
+    InlineRef,
+    Item,
+    TarStreamRef,
+    absolute,
+    error_row,
+)
+from rempart.batch.records import Recorder, case_numbers
+from rempart.batch.report import CaseGroups, Tally, write_report
 from rempart.batch.results import REPORT, RESULTS, RUN, ResultsWriter, iter_rows, load_previews
+from rempart.batch.rows import flagged
 from rempart.batch.sources import iter_items
 from rempart.batch.worker import ScanOptions
 from rempart.errors import RempartError
 from rempart.policy import DEFAULT_POLICY, Policy
 from rempart.settings import Settings
+from rempart.store import Store
+from rempart.store.cases import CASES_BANK
 
 
 class Progress(Protocol):
@@ -61,6 +82,11 @@ class BatchConfig:
     #: Scan at most this many new items in this run (the rest is left for a re-run).
     limit: int | None = None
     archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    #: Record each flagged item as a scan of ``tenant`` in the store (for evidence packages
+    #: and case alerts), its ``scan_id`` in its row.
+    record: bool = True
+    #: Accept inputs other than those the results folder holds (they are added to it).
+    force: bool = False
 
     def options(self) -> ScanOptions:
         """What the workers need."""
@@ -160,6 +186,10 @@ def check_banks(config: BatchConfig) -> None:
         store.close()
 
 
+def _inputs(config: BatchConfig) -> list[str]:
+    return sorted({absolute(p) for p in config.paths})
+
+
 def _check_run_file(config: BatchConfig) -> dict[str, Any]:
     path = config.out / RUN
     record: dict[str, Any] = {"rempart": __version__, "options": config.identity(), "runs": []}
@@ -168,7 +198,8 @@ def _check_run_file(config: BatchConfig) -> dict[str, Any]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             record = {"rempart": __version__, "options": config.identity(), "runs": []}
-        if (config.out / RESULTS).exists() and record.get("options") != config.identity():
+        has_results = (config.out / RESULTS).exists()
+        if has_results and record.get("options") != config.identity():
             raise RempartError(
                 f"{config.out} holds results of a scan with other options "
                 f"({json.dumps(record.get('options'))})",
@@ -176,12 +207,30 @@ def _check_run_file(config: BatchConfig) -> dict[str, Any]:
                 hint="re-run with the same --bank, --signals, --tenant and --policy, "
                 "or choose another --out",
             )
+        before = record.get("inputs")
+        new = sorted(set(_inputs(config)) - set(before or []))
+        if has_results and isinstance(before, list) and new and not config.force:
+            raise RempartError(
+                f"{config.out} holds the results of a scan of {json.dumps(before)}, "
+                f"not of {json.dumps(new)}",
+                code="batch_inputs_changed",
+                hint="re-run with the same paths to finish that scan, choose another --out, "
+                "or add --force to add these paths to that folder's scan",
+            )
+    # Identifies this results folder (its scan ids derive from it): kept from run to run.
+    record.setdefault("id", str(uuid.uuid4()))
     return record
 
 
-def _write_run_file(config: BatchConfig, record: dict[str, Any], run: dict[str, Any]) -> None:
+def _write_run_file(
+    config: BatchConfig, record: dict[str, Any], run: dict[str, Any] | None = None
+) -> None:
+    """Save ``run.json``: at the start (options and inputs, before any row is written, so
+    even a killed run leaves them) and at the end (with ``run``, how it went)."""
     record["options"] = config.identity()
-    record.setdefault("runs", []).append(run)
+    record["inputs"] = sorted(set(record.get("inputs") or []) | set(_inputs(config)))
+    if run is not None:
+        record.setdefault("runs", []).append(run)
     tmp = config.out / (RUN + ".tmp")
     tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
     os.replace(tmp, config.out / RUN)
@@ -205,6 +254,7 @@ def run_batch(
     check_banks(config)
     config.out.mkdir(parents=True, exist_ok=True)
     record = _check_run_file(config)
+    _write_run_file(config, record)
     settings = config.settings
     listed = (
         list(items)
@@ -214,35 +264,48 @@ def run_batch(
     interrupted = False
     failed_now = 0
     stats = EngineStats(engine.name, engine.workers, 0, 0.0, 0.0)
-    with ResultsWriter(config.out, previews=config.previews) as writer:
-        todo = [i for i in listed if i.key not in writer.done]
-        skipped = len(listed) - len(todo)
-        if progress is not None:
-            progress.start(len(listed), skipped)
+    store = Store.open(settings.database_url, migrate=False)
+    recorder = Recorder(store, settings, config.tenant, record["id"]) if config.record else None
+    writer = ResultsWriter(config.out, previews=config.previews, retry=TRANSIENT_ERRORS)
+    try:
+        with writer:
+            todo = [i for i in listed if i.key not in writer.done]
+            skipped = len(listed) - len(todo)
+            if progress is not None:
+                progress.start(len(listed), skipped)
 
-        def sink(row: dict[str, Any], preview: str | None) -> None:
-            nonlocal failed_now
-            if writer.write(row, preview):
+            def sink(row: dict[str, Any], preview: str | None) -> None:
+                nonlocal failed_now
+                if row["key"] in writer.done:
+                    return
+                if recorder is not None and flagged(row):
+                    # Recorded before the row is written: a row never names a scan id that
+                    # is not in the store.
+                    row["scan_id"] = recorder.record(row)
+                writer.write(row, preview)
                 failed_now += 1 if row.get("error") else 0
                 if progress is not None:
                     progress.advance()
 
-        for item in todo:
-            if item.error is not None:
-                sink(error_row(item, item.error), None)
-        runnable = [i for i in todo if i.error is None]
-        if config.limit is not None:
-            runnable = runnable[: max(config.limit, 0)]
-        try:
-            if runnable:  # nothing left: no worker (nor Ray) is started
-                stats = engine.run(_with_bytes(runnable, config, sink), config.options(), sink)
-        except KeyboardInterrupt:
-            interrupted = True
-            elapsed = time.perf_counter() - t0
-            stats = EngineStats(engine.name, engine.workers, writer.written, 0.0, elapsed)
-    tally = Tally.from_rows(iter_rows(config.out / RESULTS))
+            for item in todo:
+                if item.error is not None:
+                    sink(error_row(item, item.error), None)
+            runnable = [i for i in todo if i.error is None]
+            if config.limit is not None:
+                runnable = runnable[: max(config.limit, 0)]
+            try:
+                if runnable:  # nothing left: no worker (nor Ray) is started
+                    stats = engine.run(_with_bytes(runnable, config, sink), config.options(), sink)
+            except KeyboardInterrupt:
+                interrupted = True
+                elapsed = time.perf_counter() - t0
+                stats = EngineStats(engine.name, engine.workers, writer.written, 0.0, elapsed)
+        tally = Tally.from_rows(iter_rows(config.out / RESULTS))
+        cases = _case_groups(store, tally)
+    finally:
+        store.close()
     previews = load_previews(config.out) if config.previews else None
-    write_report(config.out / REPORT, tally, config.identity(), previews)
+    write_report(config.out / REPORT, tally, config.identity(), previews, cases)
     seconds = time.perf_counter() - t0
     summary = BatchSummary(
         config.out, tally, stats, len(listed), skipped, failed_now, seconds, interrupted
@@ -263,6 +326,20 @@ def run_batch(
     if interrupted:
         raise KeyboardInterrupt
     return summary
+
+
+def _case_groups(store: Store, tally: Tally) -> CaseGroups:
+    """The case numbers of the ``cases`` bank entries that flagged rows matched."""
+    entries = {
+        int(m["entry_id"])
+        for row in tally.flagged
+        for m in row.get("matches", [])
+        if m.get("bank") == CASES_BANK
+    }
+    if not entries:
+        return CaseGroups()
+    bank_id, numbers = case_numbers(store, entries)
+    return CaseGroups(bank_id, numbers)
 
 
 def _with_bytes(items: list[Item], config: BatchConfig, sink: Any) -> Iterator[Item]:

@@ -2,8 +2,10 @@
 
 :func:`iter_items` turns the paths an investigator names into :class:`~rempart.batch.Item`
 objects, in a stable order (sorted, recursive; dot files skipped). Archives are recognised
-from their bytes wherever they are found, a folder holding ``result.json`` is a Telegram
-export, and a link inside a folder that leads out of it is refused (``symlink_outside``).
+from their bytes wherever they are found, a folder whose ``result.json`` looks like one is a
+Telegram export (any other ``result.json`` is an ordinary file), a link inside a folder that
+leads out of it is refused (``symlink_outside``), and only regular files are opened (a FIFO,
+socket or device is a ``not_a_regular_file`` row: opening a FIFO would block the scan).
 Archives inside archives are not opened: they are scanned as files (and reported as an
 unsupported format).
 """
@@ -47,7 +49,8 @@ def _items_for(path: Path, media: MediaLimits, limits: ArchiveLimits) -> Iterato
             yield from telegram.iter_export(path)
         else:
             yield from _walk(path, media, limits)
-    elif path.name == "result.json":
+    elif path.name == "result.json" and path.is_file():
+        # Named on its own, it is taken for an export (a broken one says so).
         yield from telegram.iter_export(path.parent)
     else:
         yield from _file(path, None, media, limits)
@@ -84,6 +87,9 @@ def _file(
         return
     try:
         kind = archives.sniff_archive(str(path))
+    except BatchError as e:  # a FIFO, socket or device: never read (it could block)
+        yield item.failed(e)
+        return
     except OSError as e:
         yield item.failed(os_error(str(path), e))
         return

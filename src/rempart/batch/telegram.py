@@ -9,33 +9,64 @@ the results and the evidence say where the media was posted.
 Untrusted like any seized data: a media path that climbs out of the export (``../``, an
 absolute path, a link out) is refused (``unsafe_path``); media the export names but does not
 hold is reported (``missing_media``), as are files Telegram did not export (``not_exported``:
-it writes ``"(File not included. ...)"`` in their place). Files in the media folders that no
-message names (profile photos, partial exports) are scanned too, without a message.
+it writes ``"(File not included. ...)"`` in their place). Every other file in the export
+folder (profile photos, partial exports, files added by hand) is scanned too, its source
+saying it is ``not referenced by the export``.
+
+A folder is taken for an export only when its ``result.json`` looks like one (a JSON object
+with a chat's ``"messages": [`` or a full export's ``"chats"``/``"personal_information"``
+near its start): any other ``result.json`` is an ordinary file of an ordinary folder. An
+export whose ``result.json`` turns out broken is reported (``malformed_export``) and its files
+are still scanned, without their messages: nothing in it is ever left out.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rempart.batch.items import BatchError, FileRef, Item, absolute, os_error
+from rempart.batch.items import (
+    BatchError,
+    FileRef,
+    Item,
+    absolute,
+    not_regular,
+    open_regular,
+    os_error,
+)
 from rempart.batch.paths import hidden, unsafe_reason, within
 
 #: Message fields that hold media. ``thumbnail`` is left out: Telegram derives it from the
 #: video next to it, which is scanned.
 MEDIA_FIELDS = ("photo", "file")
-#: Folders whose files are scanned even when no message names them.
-MEDIA_DIRS = frozenset({"photos", "video_files", "files", "round_video_messages", "animations"})
 #: A ``result.json`` is read whole; this bounds the memory it can take.
 MAX_RESULT_JSON_BYTES = 1024**3
+#: What the source of a file no message names says.
+UNREFERENCED = "not referenced by the export"
+#: How much of ``result.json`` is read to tell an export from any other JSON file. Telegram
+#: writes a chat's ``name``, ``type`` and ``id`` before its ``messages``, and a full export's
+#: ``about`` before ``personal_information``: both come within the first few hundred bytes.
+HEAD_BYTES = 64 * 1024
+_EXPORT_HEAD = re.compile(
+    rb'"messages"\s*:\s*\[|"(?:chats|left_chats|personal_information)"\s*:\s*\{'
+)
 
 
 def is_export(folder: Path) -> bool:
-    """Whether ``folder`` is a Telegram Desktop JSON export (it holds ``result.json``)."""
-    return (folder / "result.json").is_file()
+    """Whether ``folder`` is a Telegram Desktop JSON export: it holds a regular
+    ``result.json`` that starts like one (a JSON object with a chat's ``"messages"`` list or a
+    full export's sections). Cheap: only the head of the file is read."""
+    try:
+        with open_regular(str(folder / "result.json")) as f:
+            head = f.read(HEAD_BYTES)
+    except (OSError, BatchError):
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" and bool(_EXPORT_HEAD.search(head))
 
 
 def _malformed(root: str, message: str) -> BatchError:
@@ -73,14 +104,20 @@ def iter_export(folder: Path) -> Iterator[Item]:
         data = json.loads(path.read_bytes())
         chats = _chats(data, root)
     except OSError as e:
-        yield _export_failure(root, base, os_error(f"{root}/result.json", e))
-        return
+        failure: BatchError = os_error(f"{root}/result.json", e)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, bad UTF-8, deep nesting
-        yield _export_failure(root, base, _malformed(root, f"not valid JSON ({e})"))
-        return
+        failure = _malformed(root, f"not valid JSON ({e})")
     except BatchError as e:
-        yield _export_failure(root, base, e)
+        failure = e
+    else:
+        yield from _messages(folder, root, base, chats)
         return
+    # The messages are lost, not the files: each is still scanned, without its message.
+    yield _export_failure(root, base, failure)
+    yield from _unreferenced(folder, root, base, set())
+
+
+def _messages(folder: Path, root: str, base: str, chats: list[Any]) -> Iterator[Item]:
     referenced: set[str] = set()
     for n, chat in enumerate(chats):
         if not isinstance(chat, dict) or not isinstance(chat.get("messages", []), list):
@@ -162,7 +199,13 @@ def _message_item(
                 hint="an export names its media by paths inside the export folder",
             )
         )
-    if not full.is_file():
+    try:
+        mode = full.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        return item.failed(os_error(str(full), e))
+    if mode is None or stat.S_ISDIR(mode):
         return item.failed(
             BatchError(
                 f"message {source['message_id']}: {rel} is named by result.json but missing",
@@ -170,28 +213,40 @@ def _message_item(
                 hint="the export is incomplete; copy the whole export folder",
             )
         )
+    if not stat.S_ISREG(mode):
+        return item.failed(not_regular(str(full)))
     return item.with_locator(FileRef(str(full)))
 
 
 def _unreferenced(folder: Path, root: str, base: str, referenced: set[str]) -> Iterator[Item]:
+    """Every file of the export that no message names (``result.json`` aside)."""
     for dirpath, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not hidden(d))
         rel_dir = os.path.relpath(dirpath, folder)
-        if os.path.basename(dirpath) not in MEDIA_DIRS:
-            continue
         for name in sorted(files):
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            if hidden(name) or rel in referenced:
+            if hidden(name) or rel in referenced or rel == "result.json":
                 continue
             full = os.path.join(dirpath, name)
             item = Item(
                 f"telegram:{base}#/{rel}",
                 f"{root}/{rel}",
-                {"kind": "telegram", "export": root, "file": rel, "message_id": None},
+                {
+                    "kind": "telegram",
+                    "export": root,
+                    "file": rel,
+                    "message_id": None,
+                    "note": UNREFERENCED,
+                },
             )
             if not within(full, folder):
                 yield item.failed(
                     BatchError(f"{rel} is a link out of the export: not read", code="unsafe_path")
                 )
-            else:
-                yield item.with_locator(FileRef(full))
+                continue
+            try:
+                regular = stat.S_ISREG(os.stat(full).st_mode)
+            except OSError as e:
+                yield item.failed(os_error(full, e))
+                continue
+            yield item.with_locator(FileRef(full)) if regular else item.failed(not_regular(full))

@@ -82,10 +82,26 @@ class ItemScanner:
             return error_row(item, {"code": "internal", "message": message}), None
         row = {"key": item.key, "path": item.path, "source": item.source, "bytes": len(data)}
         row.update(result.to_dict())
+        # Bank ids, as in the service's scan records: they tell the global ``cases`` bank
+        # from a tenant's bank of the same name (case alerts, the report's case groups).
+        for part in ("matches", "suppressed"):
+            found = getattr(result.match, part)
+            if part in row and len(row[part]) == len(found):
+                row[part] = [
+                    {**m, "bank_id": f.bank_id} for m, f in zip(row[part], found, strict=True)
+                ]
         preview = None
         if opts.previews and flagged(row):
-            preview = make_preview(data, opts.settings.limits)
+            try:
+                preview = self.preview(data)
+            except Exception as e:  # a thumbnail is a convenience: never lose the row for it
+                message = f"{item.path}: {type(e).__name__}: {e}"
+                row["preview_error"] = {"code": "preview_failed", "message": message}
         return row, preview
+
+    def preview(self, data: bytes) -> str | None:
+        """The blurred thumbnail of a flagged item (see :mod:`rempart.batch.previews`)."""
+        return make_preview(data, self.options.settings.limits)
 
     def close(self) -> None:
         """Close archives and the store."""

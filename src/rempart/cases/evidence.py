@@ -192,6 +192,16 @@ def item_for_scan(
             "url": _text(source.get("url")),
             "platform": scan.tenant,
             "content_id": _text(source.get("content_id")),
+            # Where a batch scan (rempart scan --out) found it: the file, the archive member,
+            # or the Telegram chat, message, sender and date.
+            **{
+                k: _text(source[k])
+                for k in (
+                    *("path", "kind", "archive", "member", "export", "chat", "chat_id"),
+                    *("chat_type", "message_id", "sender", "sender_id", "date", "note"),
+                )
+                if source.get(k) is not None
+            },
         },
         "first_seen": _iso(first_seen or scan.created_at),
         "scanned_at": _iso(scan.created_at),
