@@ -785,12 +785,11 @@ def _bump(
     window, when the window started). Safe against a worker counting at the same time:
     the row is created if missing, then locked (PostgreSQL) or written under SQLite's
     write lock."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        upsert(case_pin_failures_table)
+        dialect.insert(case_pin_failures_table)
         .values(number=number, client=client, failures=0, first_at=now, locked_until=None)
         .on_conflict_do_nothing()
     )
