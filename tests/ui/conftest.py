@@ -22,11 +22,16 @@ def make_ui(db_url: str, tmp_path: Path) -> Iterator[Callable[..., UI]]:
     policy = tmp_path / "policy.toml"
     policy.write_text(REVIEW_POLICY)
 
-    def make(base_url: str = "http://testserver", **ui: Any) -> UI:
+    def make(
+        base_url: str = "http://testserver", *, cases: dict[str, Any] | None = None, **ui: Any
+    ) -> UI:
+        """``session_secret=None`` leaves the secret unset (the store's generated one)."""
+        ui = {k: v for k, v in {"session_secret": "s" * 32, **ui}.items() if v is not None}
         settings = load_settings(
             database_url=db_url,
             policies={"default": str(policy)},
-            ui={"session_secret": "s" * 32, **ui},
+            ui=ui,
+            **({"cases": cases} if cases else {}),
         )
         settings.service = settings.service.model_copy(update={"background_jobs": False})
         store = Store.open(db_url)

@@ -80,3 +80,31 @@ def test_case_page_shows_status_alerts_notices_and_the_package(
     assert not any(n.endswith((".png", ".jpg")) for n in names)
     assert ui.ctx.audit.list("default", action="ui.case.evidence")
     assert ui.client.get("/ui/cases/RMP-NOPE").status_code == 404
+
+
+def test_the_case_page_speaks_french(make_ui: Callable[..., UI], tmp_path: Path) -> None:
+    ui = make_ui(case_operators=["op"])
+    number, _ = _case_with_alert(ui, tmp_path)
+    now = datetime.now(UTC)
+    NoticeRepository(ui.store).create(
+        tenant="default",
+        kind="pharos",
+        lang="fr",
+        platform="example.social",
+        recipient="abuse@example.social",
+        sender={"name": "Support"},
+        items=[{"url": "https://example.social/p/1"}],
+        sent_at=now,
+        deadline=None,
+        case_number=number,
+    )
+    ui.user("op", "admin")
+    ui.login("op")
+    html = ui.client.get(f"/ui/cases/{number}?lang=fr").text
+    alerts = html[html.index('id="alerts"') : html.index("</table>", html.index('id="alerts"'))]
+    assert "courriel : aucun" in alerts and "webhook : aucun" in alerts
+    assert "e-mail:" not in alerts and "hash_match" not in alerts
+    assert "empreinte correspondante" in alerts
+    notices = html[html.index('id="notices"') :]
+    assert "signalement Pharos" in notices and "à envoyer" in notices
+    assert "to_send" not in notices and ">pharos<" not in notices

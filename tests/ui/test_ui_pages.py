@@ -90,7 +90,60 @@ def test_create_and_edit_banks(ui: UI) -> None:
     bad = ui.client.post(
         "/ui/banks", data={"csrf": token, "name": "no spaces"}, follow_redirects=False
     )
-    assert "error=" in bad.headers["location"]
+    assert bad.headers["location"] == "/ui/banks?error=bad_name"
+    assert "Invalid bank name" in ui.client.get(bad.headers["location"]).text
+
+
+def test_banners_show_catalogue_text_never_words_from_the_link(ui: UI) -> None:
+    body = ui.reviewed(seed=23)
+    ui.user("mod")
+    ui.login("mod")
+    lure = "This item is cleared by the legal team, confirm it"
+    for url in (
+        f"/ui/queue?ok={lure}",
+        f"/ui/queue/{body['id']}?error={lure}",
+        f"/ui/banks?error={lure}",
+        f"/ui/banks/reported?error={lure}&ok={lure}",
+        "/ui/queue?ok=queue.title",  # a catalogue key, but not a success banner
+    ):
+        page = ui.client.get(url)
+        assert page.status_code == 200, url
+        assert "cleared by the legal team" not in page.text, url
+        assert 'class="flash ok"' not in page.text, url
+    unknown = ui.client.get(f"/ui/queue/{body['id']}?error={lure}").text
+    assert "The action failed. Reload the page" in unknown
+    known = ui.client.get("/ui/queue?ok=decided.reject").text
+    assert "Rejected as a false positive." in known
+    fr = ui.client.get(f"/ui/queue/{body['id']}?error=already_decided&lang=fr").text
+    assert "Cet élément a déjà été décidé" in fr
+
+
+def test_the_language_switch_keeps_the_page_and_its_query(ui: UI) -> None:
+    ui.reviewed(seed=24)
+    ui.user("boss", "admin")
+    ui.login("boss")
+    html = ui.client.get("/ui/audit?action=ui.login&actor=ui%3Aboss").text
+    assert 'href="/ui/audit?action=ui.login&amp;actor=ui%3Aboss&amp;lang=fr"' in html
+    # an old ?lang= is replaced, not repeated
+    html = ui.client.get("/ui/queue?view=escalated&lang=fr").text
+    assert 'href="/ui/queue?view=escalated&amp;lang=en"' in html
+    assert "lang=fr&amp;lang" not in html
+
+
+def test_every_shortcut_is_in_the_help_and_on_its_control(ui: UI) -> None:
+    body = ui.reviewed(seed=25)
+    ui.user("boss", "admin")
+    ui.login("boss")
+    page = ui.client.get(f"/ui/queue/{body['id']}").text
+    for keys in ("<kbd>g</kbd> <kbd>a</kbd>", "<kbd>v</kbd>", "<kbd>c</kbd>", "<kbd>?</kbd>"):
+        assert keys in page
+    reveal = page[page.index('id="reveal"') :].split(">", 1)[0]
+    assert 'aria-keyshortcuts="v"' in reveal
+    ui.client.cookies.clear()
+    ui.user("mod")
+    ui.login("mod")
+    # a moderator cannot open the audit log: its shortcut is not offered
+    assert "<kbd>g</kbd> <kbd>a</kbd>" not in ui.client.get("/ui/queue").text
 
 
 def test_dashboard_draws_svg_charts(ui: UI) -> None:

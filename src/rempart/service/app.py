@@ -38,9 +38,17 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         app.state.ctx = ctx
         ctx_holder["ctx"] = ctx
         ctx.start()
+        if settings.ui.enabled:  # purges expired review previews now, then periodically
+            from rempart.service.ui.state import start_ui
+
+            start_ui(app)
         try:
             yield
         finally:
+            if settings.ui.enabled:
+                from rempart.service.ui.state import stop_ui
+
+                stop_ui(app)
             ctx.stop()
 
     app = FastAPI(
@@ -49,7 +57,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         description=(
             "Hash matching against non-consensual intimate imagery. Every match is a lead "
             "for a human to review, never an identification. Uploaded bytes are processed in "
-            "memory and never stored."
+            "memory and never stored (the one exception: a small, blurred, greyscale, "
+            "encrypted preview of an item sent to review, deleted within days; see docs/ui.md)."
         ),
         lifespan=lifespan,
     )

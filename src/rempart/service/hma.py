@@ -416,6 +416,10 @@ async def lookup_upload(
     )
     body = _outcome(ctx, p, result.hashes, result.match, result.timings_ms, record=True)
     response.headers["Rempart-Scan-Id"] = body["id"]
+    if body["verdict"] == "review":  # the moderator UI keeps a blurred, sealed preview
+        from rempart.service.ui.previews import keep_preview
+
+        await keep_preview(request, p.tenant, body["id"], data)
     return _by_signal(result.hashes, result.match)
 
 

@@ -6,12 +6,16 @@ to look at. What is kept is made by :func:`rempart.service.ui.previews.blurred_p
 before it reaches this module -- at most 320 pixels on its longer side, greyscale, blurred --
 and it is then
 
-- sealed with AES-256-GCM under a key from settings (never stored in the database), with a
-  fresh random nonce per row and the tenant and scan id as associated data, so a sealed
-  preview moved onto another scan or tenant fails to open;
+- sealed with AES-256-GCM under the preview key (``ui.preview_key``, else derived from
+  ``ui.session_secret``, else from the installation's generated secret: see
+  :mod:`rempart.store.instance_secrets`), with a fresh random nonce per row and the tenant
+  and scan id as associated data, so a sealed preview moved onto another scan or tenant
+  fails to open; each row records the key's fingerprint, so a preview sealed under another
+  key is reported as unreadable rather than tried;
 - deleted when it expires (``ui.preview_retention_days``, 7 days by default) by
-  :meth:`PreviewStore.purge`, which a background loop runs and every read runs first, and
-  as soon as a moderator has confirmed or rejected the item.
+  :meth:`PreviewStore.purge`, which the service runs at start-up and then periodically, and
+  every read runs first; as soon as a moderator (or API feedback) has confirmed or rejected
+  the item; and all at once (:func:`purge_all`) when the operator turns previews off.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ P = previews_table.c
 
 
 @dataclass(frozen=True, slots=True)
+class PreviewInfo:
+    """What is known of a kept preview without opening it."""
+
+    width: int
+    height: int
+    #: Whether it was sealed under this store's key (False: it cannot be opened here).
+    readable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Preview:
     """An opened preview: the (already blurred, greyscale) JPEG and the original's size."""
 
@@ -92,6 +106,7 @@ class PreviewStore:
             )
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        self._store = store
         self._engine = store.engine
         self._aead = AESGCM(key)
         self._key_fp = _fingerprint(key)
@@ -118,9 +133,14 @@ class PreviewStore:
                 },
             )
 
+    @property
+    def key_fingerprint(self) -> str:
+        """The fingerprint of the key this store seals with (kept with each preview)."""
+        return self._key_fp
+
     def get(self, tenant: str, scan_id: str) -> Preview | None:
-        """The preview of a scan of ``tenant``, or None (none kept, expired, or sealed with
-        another key). Expired previews are purged first."""
+        """The preview of a scan of ``tenant``, or None (none kept, expired, sealed with
+        another key, or altered). Expired previews are purged first."""
         from cryptography.exceptions import InvalidTag
 
         self.purge()
@@ -128,7 +148,7 @@ class PreviewStore:
             row = conn.execute(
                 select(previews_table).where(P.scan_id == scan_id, P.tenant == tenant)
             ).one_or_none()
-        if row is None:
+        if row is None or row.key_fp != self._key_fp:
             return None
         sealed = bytes(row.sealed)
         try:
@@ -138,6 +158,18 @@ class PreviewStore:
         except InvalidTag:
             return None
         return Preview(jpeg, row.width, row.height, row.created_at)
+
+    def info(self, tenant: str, scan_id: str) -> PreviewInfo | None:
+        """Size and readability of the unexpired preview of a scan, or None."""
+        with db.read_transaction(self._engine) as conn:
+            row = conn.execute(
+                select(P.width, P.height, P.key_fp).where(
+                    P.tenant == tenant, P.scan_id == scan_id, P.expires_at > datetime.now(UTC)
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return PreviewInfo(int(row.width), int(row.height), row.key_fp == self._key_fp)
 
     def size_of(self, tenant: str, scan_ids: list[str]) -> dict[str, tuple[int, int]]:
         """``scan_id -> (width, height)`` for the scans that have a preview."""
@@ -155,18 +187,11 @@ class PreviewStore:
 
     def delete(self, tenant: str, scan_id: str) -> bool:
         """Delete one preview (after a decision); True if there was one."""
-        with db.write_transaction(self._engine) as conn:
-            n = conn.execute(
-                delete(previews_table).where(P.scan_id == scan_id, P.tenant == tenant)
-            ).rowcount
-        return bool(n)
+        return delete_preview(self._store, tenant, scan_id)
 
     def purge(self, now: datetime | None = None) -> int:
         """Delete every expired preview; returns how many went."""
-        now = now or datetime.now(UTC)
-        with db.write_transaction(self._engine) as conn:
-            n = conn.execute(delete(previews_table).where(P.expires_at <= now)).rowcount
-        return int(n or 0)
+        return purge_previews(self._store, now)
 
     def count(self) -> int:
         """How many previews are kept (all tenants)."""
@@ -174,3 +199,28 @@ class PreviewStore:
 
         with db.read_transaction(self._engine) as conn:
             return int(conn.execute(select(func.count()).select_from(previews_table)).scalar_one())
+
+
+def delete_preview(store: Store, tenant: str, scan_id: str) -> bool:
+    """Delete one scan's preview (it has done its job); True if there was one. Needs no
+    key, so the API's feedback route can call it whether or not the UI runs."""
+    with db.write_transaction(store.engine) as conn:
+        n = conn.execute(
+            delete(previews_table).where(P.scan_id == scan_id, P.tenant == tenant)
+        ).rowcount
+    return bool(n)
+
+
+def purge_previews(store: Store, now: datetime | None = None) -> int:
+    """Delete every expired preview; returns how many went."""
+    now = now or datetime.now(UTC)
+    with db.write_transaction(store.engine) as conn:
+        n = conn.execute(delete(previews_table).where(P.expires_at <= now)).rowcount
+    return int(n or 0)
+
+
+def purge_all(store: Store) -> int:
+    """Delete every preview, expired or not (previews were turned off); how many went."""
+    with db.write_transaction(store.engine) as conn:
+        n = conn.execute(delete(previews_table)).rowcount
+    return int(n or 0)

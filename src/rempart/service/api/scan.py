@@ -236,24 +236,31 @@ class FeedbackIn(BaseModel):
     allow_bank: str | None = None
 
 
-@router.post("/scans/{scan_id}/feedback", summary="Label a scan's matches")
+@router.post(
+    "/scans/{scan_id}/feedback",
+    summary="Label a scan's matches",
+    responses={409: {"description": "the scan's review item was already decided"}},
+)
 def feedback(
     scan_id: str,
     body: FeedbackIn,
     principal: Annotated[Principal, Depends(require_scope("scan"))],
     ctx: Annotated[ServiceContext, Depends(get_context)],
 ) -> dict[str, Any]:
-    """True or false positive; a false positive can add the hashes to an allow bank."""
-    ctx.flush()
-    labelled = ctx.scans.add_feedback(principal.tenant, scan_id, body.label, body.note)
-    from rempart.cases.alerts import confirm_scan, dismiss_scan  # victims' case alerts
+    """True or false positive; a false positive can add the hashes to an allow bank.
 
-    if body.label == "true_positive":
-        confirm_scan(ctx.store, ctx.settings, principal.tenant, scan_id)
-    else:
-        dismiss_scan(ctx.store, principal.tenant, scan_id)
-    out: dict[str, Any] = {"scan_id": scan_id, "label": body.label, "matches_labelled": labelled}
-    if body.allow_bank:
+    A scan in the review queue is decided by this, as by a moderator in the UI (confirm or
+    reject, recorded as decided by the API key): it leaves the queue, and feedback on an
+    item already decided is refused (409 ``already_decided``) rather than counted twice.
+    """
+    from rempart.cases.alerts import confirm_scan, dismiss_scan  # victims' case alerts
+    from rempart.store.previews import delete_preview
+    from rempart.store.reviews import ReviewQueue
+
+    ctx.flush()
+    scan = ctx.scans.get(principal.tenant, scan_id)
+    allow = None
+    if body.allow_bank:  # checked before anything is written
         if body.label != "false_positive":
             raise RempartError(
                 "allow_bank goes with false_positive only",
@@ -264,21 +271,48 @@ def feedback(
             from rempart.service.problems import ForbiddenError
 
             raise ForbiddenError("adding to an allow bank needs the scope 'banks:write'")
-        bank = ctx.store.get_bank(body.allow_bank, tenant=principal.tenant)
-        if bank.kind != "allow":
+        allow = ctx.store.get_bank(body.allow_bank, tenant=principal.tenant)
+        if allow.kind != "allow":
             raise RempartError(
-                f"bank {bank.name!r} is a {bank.kind} bank, not an allow bank",
+                f"bank {allow.name!r} is a {allow.kind} bank, not an allow bank",
                 code="not_an_allow_bank",
                 hint="create one with kind=allow for known false positives",
             )
-        scan = ctx.scans.get(principal.tenant, scan_id)
-        values = {"pdq": [scan.pdq] if scan.pdq else [], "md5": [scan.md5] if scan.md5 else []}
-        added = ctx.store.add_entries(
-            bank.name,
-            entries_for_values(values, source=f"feedback:{scan_id}"),
-            tenant=principal.tenant,
+    queue = ReviewQueue(ctx.store)
+    claimed = earlier = None
+    if scan.verdict == "review":  # the same atomic claim as a moderator's decision
+        earlier = queue.decision(principal.tenant, scan_id)
+        claimed = queue.decide(
+            principal.tenant,
+            scan_id,
+            "confirm" if body.label == "true_positive" else "reject",
+            actor=principal.actor,
+            bank=allow.name if allow else None,
+            note=body.note,
         )
-        out["allow_bank"] = {"bank": bank.name, "added": added.added}
+    out: dict[str, Any] = {"scan_id": scan_id, "label": body.label}
+    try:
+        out["matches_labelled"] = ctx.scans.add_feedback(
+            principal.tenant, scan_id, body.label, body.note
+        )
+        if allow is not None:
+            values = {"pdq": [scan.pdq] if scan.pdq else [], "md5": [scan.md5] if scan.md5 else []}
+            added = ctx.store.add_entries(
+                allow.name,
+                entries_for_values(values, source=f"feedback:{scan_id}"),
+                tenant=principal.tenant,
+            )
+            out["allow_bank"] = {"bank": allow.name, "added": added.added}
+    except BaseException:
+        if claimed is not None:  # back in the queue, as it was
+            queue.undo(principal.tenant, claimed, earlier)
+        raise
+    if claimed is not None:
+        delete_preview(ctx.store, principal.tenant, scan_id)  # it has done its job
+    if body.label == "true_positive":
+        confirm_scan(ctx.store, ctx.settings, principal.tenant, scan_id)
+    else:
+        dismiss_scan(ctx.store, principal.tenant, scan_id)
     ctx.audit.append(
         tenant=principal.tenant,
         actor=principal.actor,

@@ -58,7 +58,7 @@ def _banks(state: State, tenant: str) -> list[dict[str, Any]]:
 async def banks_page(request: Request, state: State, viewer: Session) -> Response:
     """The tenant's banks."""
     banks = await run_in_threadpool(_banks, state, viewer.user.tenant)
-    return render(request, "banks.html", banks=banks, error=request.query_params.get("error"))
+    return render(request, "banks.html", banks=banks)
 
 
 @router.post("/banks", include_in_schema=False)
@@ -88,10 +88,8 @@ async def create_bank(
 
     try:
         await run_in_threadpool(run)
-    except RempartError as e:
-        from urllib.parse import quote
-
-        return redirect(request, f"/ui/banks?error={quote(e.message)}")
+    except RempartError as e:  # a code, never text (see render.error_code)
+        return redirect(request, f"/ui/banks?error={e.code}")
     return redirect(request, f"/ui/banks/{name}?ok=bank.created")
 
 
@@ -166,7 +164,7 @@ def _bank_page(
         bank=_row(bank, p),
         results=results,
         query=query,
-        error=error or request.query_params.get("error"),
+        error=error,
         searched_file=searched_file,
     )
 
@@ -249,10 +247,8 @@ async def edit_bank(
 
     try:
         await run_in_threadpool(run)
-    except RempartError as e:
-        from urllib.parse import quote
-
-        return redirect(request, f"/ui/banks/{name}?error={quote(e.message)}")
+    except RempartError as e:  # a code, never text (see render.error_code)
+        return redirect(request, f"/ui/banks/{name}?error={e.code}")
     return redirect(request, f"/ui/banks/{name}?ok=bank.saved")
 
 

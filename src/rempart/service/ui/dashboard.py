@@ -37,11 +37,14 @@ def figures(state: State, tenant: str, t: Translator) -> dict[str, Any]:
     banks = sorted({b for c in per_day.values() for b in c})
     series = {b: [per_day.get(d, Counter()).get(b, 0) for d in days] for b in banks}
     verdicts = state.queue.verdict_mix(tenant, now - timedelta(days=30))
-    pending = state.queue.pending(tenant)
-    ages: Counter[str] = Counter()
-    for item in pending:
-        age = item.age(now)
-        ages[next(key for bound, key in AGE_BUCKETS if age < bound)] += 1
+    # Counted by the database over the whole queue (no page of it): the numbers stay true
+    # however long the queue grows.
+    queue_size = state.queue.count(tenant)
+    oldest = state.queue.oldest(tenant)
+    bounds = [bound for bound, _ in AGE_BUCKETS[:-1]]
+    ages = dict(
+        zip((key for _, key in AGE_BUCKETS), state.queue.ages(tenant, bounds, now), strict=True)
+    )
     bank_list = state.ctx.store.list_banks(tenant=tenant)
     precision = state.ctx.scans.precision([b.id for b in bank_list])
     prec_rows = []
@@ -66,8 +69,8 @@ def figures(state: State, tenant: str, t: Translator) -> dict[str, Any]:
         "verdicts": verdict_rows,
         "ages": age_rows,
         "precision": prec_rows,
-        "queue_size": len(pending),
-        "oldest": max((i.age(now) for i in pending), default=None),
+        "queue_size": queue_size,
+        "oldest": None if oldest is None else now - oldest,
         "charts": {
             "matches": stacked_bars(
                 days,

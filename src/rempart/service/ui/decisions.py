@@ -2,26 +2,30 @@
 
 - **confirm**: the scan's hashes go into a block bank the moderator picks (so copies are
   blocked from now on), the matches are labelled true positives (the banks' precision),
-  and ``rempart.cases.alerts.confirm_scan`` is told, so a victim whose alerts wait on
-  review is alerted;
+  and :func:`rempart.cases.alerts.confirm_scan` makes a victim's alerts that waited on this
+  review active;
 - **reject**: the matches are labelled false positives (optionally the hashes go into an
-  allow bank so the same file stops matching), and ``rempart.cases.alerts.dismiss_scan``
-  drops any alert waiting on this review;
+  allow bank so the same file stops matching), and
+  :func:`rempart.cases.alerts.dismiss_scan` drops any alert waiting on this review;
 - **escalate**: the item moves to the escalated list for an admin.
 
-Confirm and reject delete the item's preview at once: it has done its job.
+The decision is claimed first, atomically (:meth:`ReviewQueue.decide`): of two moderators
+deciding the same item at once, exactly one wins and the other changes nothing, so the
+matches are never labelled twice. If what follows the claim fails, the claim is taken back
+and the item returns to the queue. Confirm and reject delete the item's preview at once: it
+has done its job.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any
 
+from rempart.cases.alerts import confirm_scan, dismiss_scan
 from rempart.entries import entries_for_values
 from rempart.errors import RempartError
 from rempart.service.ui.state import UIState
+from rempart.store.reviews import DECISIONS
 from rempart.store.scans import ScanRecord
 from rempart.store.users import UserInfo
 
@@ -35,7 +39,9 @@ class Outcome:
     decision: str
     bank: str | None = None
     added: int = 0
-    alerted: Any = None
+    #: Alerts of victims' cases made active (confirm) or dropped (reject); None when
+    #: telling the cases failed (logged; the decision stands).
+    alerts: int | None = 0
 
 
 def _values(scan: ScanRecord) -> dict[str, list[str]]:
@@ -53,37 +59,58 @@ def _bank_of_kind(state: UIState, name: str, tenant: str, kind: str) -> str:
     return bank.name
 
 
-def tell_cases(state: UIState, user: UserInfo, scan_id: str, hook: str) -> Any:
-    """Integration point with victims' cases (:mod:`rempart.cases.alerts`).
-
-    ``hook`` is ``confirm_scan`` (after a confirm: alerts waiting on review go out) or
-    ``dismiss_scan`` (after a reject: they are dropped, she is never told). The function is
-    called with the keyword arguments among ``store``, ``settings``, ``tenant``,
-    ``scan_id`` and ``actor`` that it declares. Nothing happens while the cases module does
-    not provide it, and its failure never undoes the moderator's decision.
-    """
+def tell_cases(state: UIState, tenant: str, scan_id: str, decision: str) -> int | None:
+    """Tell victims' cases (:mod:`rempart.cases.alerts`) about a decision: after a confirm
+    the alerts waiting on this review go out, after a reject they are dropped (she is never
+    told). Returns how many alerts changed; a failure is logged and returns None -- it never
+    undoes the moderator's decision, and the alerts stay waiting for the next try."""
     try:
-        from rempart.cases import alerts
-    except ImportError:
-        return None
-    function = getattr(alerts, hook, None)
-    if function is None:
-        return None
-    available = {
-        "store": state.ctx.store,
-        "settings": state.settings,
-        "tenant": user.tenant,
-        "scan_id": scan_id,
-        "actor": user.actor,
-    }
-    params = inspect.signature(function).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in available.items() if takes_all or k in params}
-    try:
-        return function(**kwargs)
+        if decision == "confirm":
+            return confirm_scan(state.ctx.store, state.settings, tenant, scan_id)
+        return dismiss_scan(state.ctx.store, tenant, scan_id)
     except Exception:
-        log.exception("%s for scan %s failed", hook, scan_id)
+        log.exception("telling victims' cases of the %s of scan %s failed", decision, scan_id)
         return None
+
+
+def _check(
+    state: UIState, tenant: str, scan: ScanRecord, decision: str, bank: str | None
+) -> str | None:
+    """Refuse a decision that cannot be applied, before anything is written; the bank."""
+    if scan.verdict != "review":
+        raise RempartError(f"scan {scan.id!r} is not in the review queue", code="not_in_queue")
+    if decision not in DECISIONS:
+        raise RempartError(f"unknown decision {decision!r}", code="bad_decision")
+    if decision == "confirm":
+        if not bank:
+            raise RempartError(
+                "confirming needs a block bank", code="no_bank", hint="choose a block bank"
+            )
+        return _bank_of_kind(state, bank, tenant, "block")
+    if decision == "reject" and bank:
+        return _bank_of_kind(state, bank, tenant, "allow")
+    return None
+
+
+def _apply(
+    state: UIState, tenant: str, scan: ScanRecord, decision: str, bank: str | None, note: str
+) -> int:
+    """The bank entries and labels of a claimed decision; how many entries were added.
+
+    Entries first: if labelling then fails, the claim is undone and a retry adds nothing
+    twice (an entry already in the bank is a duplicate), whereas labels would be doubled.
+    """
+    ctx = state.ctx
+    added = 0
+    if bank:
+        source = f"review:{scan.id}" if decision == "confirm" else f"feedback:{scan.id}"
+        added = ctx.store.add_entries(
+            bank, entries_for_values(_values(scan), source=source), tenant=tenant
+        ).added
+    if decision in ("confirm", "reject"):
+        label = "true_positive" if decision == "confirm" else "false_positive"
+        ctx.scans.add_feedback(tenant, scan.id, label, note)
+    return added
 
 
 def decide(
@@ -95,44 +122,22 @@ def decide(
     bank: str | None = None,
     note: str = "",
 ) -> Outcome:
-    """Apply a moderator's decision on a review item (see the module docstring)."""
+    """Apply a moderator's decision on a review item (see the module docstring).
+
+    Raises :class:`~rempart.store.reviews.AlreadyDecided` (``already_decided``) when the
+    item was decided before, or by someone else in the meantime.
+    """
     tenant = user.tenant
     ctx = state.ctx
     scan = ctx.scans.get(tenant, scan_id)
-    if scan.verdict != "review":
-        raise RempartError(f"scan {scan_id!r} is not in the review queue", code="not_in_queue")
+    bank = _check(state, tenant, scan, decision, bank)
     earlier = state.queue.decision(tenant, scan_id)
-    if earlier is not None and earlier.decision != "escalate":
-        # Confirmed and rejected items are done: deciding again would label the matches
-        # twice and skew the banks' precision.
-        raise RempartError(
-            f"this item was already decided ({earlier.decision}, by {earlier.actor})",
-            code="already_decided",
-        )
-    added = 0
-    alerted = None
-    if decision == "confirm":
-        if not bank:
-            raise RempartError(
-                "confirming needs a block bank", code="no_bank", hint="choose a block bank"
-            )
-        bank = _bank_of_kind(state, bank, tenant, "block")
-        added = ctx.store.add_entries(
-            bank, entries_for_values(_values(scan), source=f"review:{scan_id}"), tenant=tenant
-        ).added
-        ctx.scans.add_feedback(tenant, scan_id, "true_positive", note)
-    elif decision == "reject":
-        if bank:
-            bank = _bank_of_kind(state, bank, tenant, "allow")
-            added = ctx.store.add_entries(
-                bank, entries_for_values(_values(scan), source=f"feedback:{scan_id}"), tenant=tenant
-            ).added
-        ctx.scans.add_feedback(tenant, scan_id, "false_positive", note)
-    elif decision == "escalate":
-        bank = None
-    else:
-        raise RempartError(f"unknown decision {decision!r}", code="bad_decision")
-    state.queue.decide(tenant, scan_id, decision, actor=user.actor, bank=bank, note=note)
+    claimed = state.queue.decide(tenant, scan_id, decision, actor=user.actor, bank=bank, note=note)
+    try:
+        added = _apply(state, tenant, scan, decision, bank, note)
+    except BaseException:
+        state.queue.undo(tenant, claimed, earlier)
+        raise
     if decision != "escalate":
         state.previews.delete(tenant, scan_id)
     ctx.audit.append(
@@ -143,8 +148,7 @@ def decide(
         # The moderator's own words, for the next reviewer; never image content.
         details={"bank": bank, "added": added, **({"note": note} if note else {})},
     )
-    if decision == "confirm":
-        alerted = tell_cases(state, user, scan_id, "confirm_scan")
-    elif decision == "reject":
-        tell_cases(state, user, scan_id, "dismiss_scan")
-    return Outcome(decision, bank, added, alerted)
+    alerts: int | None = 0
+    if decision != "escalate":
+        alerts = tell_cases(state, tenant, scan_id, decision)
+    return Outcome(decision, bank, added, alerts)

@@ -71,3 +71,9 @@ class Translator:
     def __call__(self, key: str, **values: Any) -> str:
         text = self._strings.get(key) or self._fallback.get(key) or key
         return text.format(**values) if values else text
+
+    def value(self, kind: str, value: object) -> str:
+        """A stored value shown to people (an alert kind, a notice status): its translation
+        ``kind.value`` when the catalogue has one, else the value itself."""
+        key = f"{kind}.{value}"
+        return self._strings.get(key) or self._fallback.get(key) or str(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -11,14 +11,18 @@ from fastapi.responses import JSONResponse, Response
 
 from rempart.errors import RempartError
 from rempart.service.ui import decisions
+from rempart.service.ui.i18n import Translator
 from rempart.service.ui.render import redirect, render, secure, translator
 from rempart.service.ui.security import Post, Session, State
 from rempart.store.reviews import QueueItem
 
 router = APIRouter()
 
+#: Items per queue page (the pager moves through the rest; counts are never capped).
+PAGE_SIZE: Final = 100
 
-def _view(item: QueueItem, size: tuple[int, int] | None) -> dict[str, Any]:
+
+def _view(item: QueueItem, size: tuple[int, int] | None, t: Translator) -> dict[str, Any]:
     """What the item page shows, from the scan record's result."""
     result = item.result
     evidence = result.get("evidence") or {}
@@ -29,7 +33,7 @@ def _view(item: QueueItem, size: tuple[int, int] | None) -> dict[str, Any]:
         for r in nudity.get("regions", [])
         if isinstance(b := r.get("box"), list) and len(b) == 4
     ] + [
-        {"kind": "face", "label": f"face {i + 1}", "box": b}
+        {"kind": "face", "label": t("item.face", n=i + 1), "box": b}
         for i, f in enumerate(faces)
         if isinstance(b := f.get("box"), list) and len(b) == 4
     ]
@@ -57,36 +61,56 @@ def _view(item: QueueItem, size: tuple[int, int] | None) -> dict[str, Any]:
 
 @router.get("/queue", include_in_schema=False)
 async def queue_page(
-    request: Request, state: State, viewer: Session, view: str = "pending"
+    request: Request, state: State, viewer: Session, view: str = "pending", page: int = 1
 ) -> Response:
-    """The items waiting for review, by priority and age."""
+    """The items waiting for review, by priority and age, a page at a time."""
     escalated = view == "escalated"
-    items = await run_in_threadpool(state.queue.pending, viewer.user.tenant, escalated=escalated)
-    return render(request, "queue.html", items=items, view="escalated" if escalated else "pending")
+    tenant = viewer.user.tenant
+    total = await run_in_threadpool(state.queue.count, tenant, escalated=escalated)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    items = await run_in_threadpool(
+        lambda: state.queue.pending(
+            tenant, escalated=escalated, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
+    )
+    return render(
+        request,
+        "queue.html",
+        items=items,
+        total=total,
+        page=page,
+        pages=pages,
+        first=(page - 1) * PAGE_SIZE + 1,
+        view="escalated" if escalated else "pending",
+    )
 
 
-def _neighbours(items: list[QueueItem], scan_id: str) -> tuple[str | None, str | None]:
-    ids = [i.scan_id for i in items]
-    if scan_id not in ids:
-        return None, ids[0] if ids else None
-    at = ids.index(scan_id)
-    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
+def _preview_state(state: State, tenant: str, scan_id: str) -> tuple[str, Any]:
+    """``(state, size)``: ``shown``, ``unavailable`` (kept, but sealed under another key),
+    ``none`` (nothing kept, or expired) or ``off`` (previews turned off: never served)."""
+    if not state.settings.ui.previews:
+        return "off", None
+    state.previews.purge()  # on access, as well as in the background
+    info = state.previews.info(tenant, scan_id)
+    if info is None:
+        return "none", None
+    return ("shown" if info.readable else "unavailable"), (info.width, info.height)
 
 
-def _load_item(state: State, tenant: str, scan_id: str) -> dict[str, Any] | None:
+def _load_item(state: State, tenant: str, scan_id: str, t: Translator) -> dict[str, Any] | None:
     item = state.queue.item(tenant, scan_id)
     if item is None:
         return None
-    state.previews.purge()  # on access, as well as in the background
-    size = state.previews.size_of(tenant, [scan_id]).get(scan_id)
-    view = _view(item, size)
-    view["has_preview"] = size is not None
+    preview, size = _preview_state(state, tenant, scan_id)
+    view = _view(item, size, t)
+    view["preview"] = preview
     banks = state.ctx.store.list_banks(tenant=tenant)
     view["block_banks"] = [b.name for b in banks if b.kind == "block"]
     view["allow_banks"] = [b.name for b in banks if b.kind == "allow"]
-    pending = state.queue.pending(tenant, escalated=item.decision == "escalate")
-    view["prev"], view["next"] = _neighbours(pending, scan_id)
-    view["position"] = next((n for n, i in enumerate(pending, 1) if i.scan_id == scan_id), None)
+    where = state.queue.position(tenant, scan_id, escalated=item.decision == "escalate")
+    view["prev"], view["next"], view["position"] = where.prev, where.next, where.position
+    view["total"] = where.total
     decided = state.queue.decision(tenant, scan_id)
     view["decided"] = (
         None
@@ -99,29 +123,25 @@ def _load_item(state: State, tenant: str, scan_id: str) -> dict[str, Any] | None
             "at": decided.decided_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
     )
-    view["total"] = len(pending)
     return view
 
 
 @router.get("/queue/{scan_id}", include_in_schema=False)
 async def item_page(request: Request, state: State, viewer: Session, scan_id: str) -> Response:
     """One item: verdict, reasons, matches, evidence, the blurred preview, the decisions."""
-    item = await run_in_threadpool(_load_item, state, viewer.user.tenant, scan_id)
+    t = translator(request)
+    item = await run_in_threadpool(_load_item, state, viewer.user.tenant, scan_id, t)
     if item is None:
-        t = translator(request)
         return render(request, "error.html", status_code=404, message=t("queue.not_found"))
-    return render(
-        request,
-        "item.html",
-        item=item,
-        previews_on=state.settings.ui.previews,
-        error=request.query_params.get("error"),
-    )
+    return render(request, "item.html", item=item)
 
 
 @router.get("/queue/{scan_id}/preview", include_in_schema=False)
 async def preview(request: Request, state: State, viewer: Session, scan_id: str) -> Response:
-    """The stored preview (already blurred and greyscale), decrypted for this response."""
+    """The stored preview (already blurred and greyscale), decrypted for this response;
+    404 when there is none, it cannot be opened, or previews are turned off."""
+    if not state.settings.ui.previews:
+        return secure(Response(status_code=404), request)
     found = await run_in_threadpool(state.previews.get, viewer.user.tenant, scan_id)
     if found is None:
         return secure(Response(status_code=404), request)
@@ -161,8 +181,7 @@ async def decide(
     # One form carries both bank choices; only the one for the decision taken counts.
     bank = {"confirm": block_bank, "reject": allow_bank}.get(decision, "")
     tenant = viewer.user.tenant
-    before = await run_in_threadpool(state.queue.pending, tenant)
-    _, next_id = _neighbours(before, scan_id)
+    next_id = (await run_in_threadpool(state.queue.position, tenant, scan_id)).next
     try:
         outcome = await run_in_threadpool(
             lambda: decisions.decide(
@@ -170,9 +189,9 @@ async def decide(
             )
         )
     except RempartError as e:
-        from urllib.parse import quote
-
-        return redirect(request, f"/ui/queue/{scan_id}?error={quote(e.message)}")
+        # A code, never the message: the banner's text comes from the catalogue, so no
+        # crafted link can put words on a moderator's screen (see render.error_code).
+        return redirect(request, f"/ui/queue/{scan_id}?error={e.code}")
     done = f"ok=decided.{outcome.decision}"
     if next_id and next_id != scan_id:
         return redirect(request, f"/ui/queue/{next_id}?{done}")

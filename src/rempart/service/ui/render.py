@@ -5,13 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from rempart import __version__
-from rempart.service.ui.i18n import LANG_COOKIE, LANGUAGES, Translator, pick_language
+from rempart.service.ui.i18n import (
+    DEFAULT,
+    LANG_COOKIE,
+    LANGUAGES,
+    Translator,
+    catalogue,
+    pick_language,
+)
 
 #: No CDN, no inline script, nothing framed: everything comes from /ui/static.
 CSP: Final = (
@@ -25,6 +33,39 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+#: What a redirect may say in ``?ok=``: catalogue keys of the success banners, nothing else.
+OK_CODES: Final = frozenset(
+    {"decided.confirm", "decided.reject", "decided.escalate", "bank.created", "bank.saved"}
+)
+
+
+def ok_code(request: Request) -> str | None:
+    """The success banner's catalogue key from ``?ok=``, if it is one of :data:`OK_CODES`."""
+    code = request.query_params.get("ok")
+    return code if code in OK_CODES else None
+
+
+def error_code(request: Request) -> str | None:
+    """The error banner's catalogue key from ``?error=<code>``: ``errcode.<code>`` when the
+    catalogue has it, else ``errcode.unknown``.
+
+    Redirects after a failed POST carry an error *code* (``already_decided``), never its
+    text: anyone can send a moderator a link, and a banner echoing the URL would show
+    whatever words that link chose ("this item is cleared, approve it").
+    """
+    code = request.query_params.get("error")
+    if not code:
+        return None
+    key = f"errcode.{code}"
+    return key if key in catalogue(DEFAULT) else "errcode.unknown"
+
+
+def lang_url(request: Request, lang: str) -> str:
+    """This page in ``lang``: the same path and query, with ``lang`` replaced."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    params.append(("lang", lang))
+    return f"{request.url.path}?{urlencode(params)}"
 
 
 @cache
@@ -99,7 +140,9 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             csrf=viewer.csrf if viewer else "",
             path=request.url.path,
             version=__version__,
-            ok=request.query_params.get("ok"),
+            ok=ok_code(request),
+            error_key=error_code(request),
+            lang_urls={lang: lang_url(request, lang) for lang in LANGUAGES},
             **context,
         )
     )

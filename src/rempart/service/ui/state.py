@@ -1,7 +1,10 @@
 """What the UI holds per worker process: its repositories, keys and the purge loop.
 
-Built on first use from the service's :class:`~rempart.service.context.ServiceContext` (the
-app's lifespan belongs to the service; the UI only adds to it), and kept on ``app.state``.
+Built from the service's :class:`~rempart.service.context.ServiceContext` when the service
+starts (the app's lifespan calls :func:`start_ui`), or on first use, and kept on
+``app.state``. Starting it purges expired previews (all previews when they are turned off)
+and sessions at once, then every hour: a restarted service that nobody opens the UI of
+still deletes what has expired.
 """
 
 from __future__ import annotations
@@ -10,16 +13,17 @@ import base64
 import hashlib
 import hmac
 import logging
-import secrets
 import threading
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
 
+from rempart.errors import ConfigError
 from rempart.service.context import ServiceContext
 from rempart.service.ui.ratelimit import LoginLimiter
 from rempart.store.faces import parse_key
-from rempart.store.previews import PreviewStore
+from rempart.store.instance_secrets import instance_secret
+from rempart.store.previews import PreviewStore, purge_all
 from rempart.store.reviews import ReviewQueue
 from rempart.store.users import UserRepository
 
@@ -51,12 +55,21 @@ class UIState:
         if ui.session_secret is not None:
             secret = ui.session_secret.get_secret_value().encode()
         else:
-            # Documented: sessions then last as long as this process, in this process only.
-            secret = secrets.token_bytes(32)
-            log.warning("ui.session_secret is not set: UI sessions end when this process does")
+            # Generated once and kept in the store, so every worker (on any host) and every
+            # restart signs sessions and seals previews with the same keys (docs/ui.md).
+            secret = instance_secret(ctx.store)
+            log.info("ui.session_secret is not set: using the secret generated in the store")
         self.signing_key = _hkdf(secret, b"rempart/ui/signing/v1")
         if ui.preview_key is not None:
-            preview_key = parse_key(ui.preview_key.get_secret_value())
+            try:
+                preview_key = parse_key(ui.preview_key.get_secret_value())
+            except ConfigError:
+                raise ConfigError(
+                    "ui.preview_key must be 32 random bytes, base64 or hex encoded",
+                    code="bad_preview_key",
+                    hint='generate one with: python -c "import os,base64;'
+                    'print(base64.b64encode(os.urandom(32)).decode())"',
+                ) from None
         else:
             preview_key = _hkdf(secret, b"rempart/ui/preview-key/v1")
         self.users = UserRepository(ctx.store)
@@ -66,14 +79,30 @@ class UIState:
         )
         self.limiter = LoginLimiter()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Purge now, then start the purge loop (once)."""
+        if self._thread is not None:
+            return
+        try:
+            self.purge()
+        except Exception:  # a store hiccup must not stop the service; the loop retries
+            log.exception("purging previews at start-up failed")
         self._thread = threading.Thread(
             target=self._purge_loop, name="rempart-ui-purge", daemon=True
         )
         self._thread.start()
 
     def purge(self) -> int:
-        """Delete expired previews and sessions; returns how many previews went."""
-        n = self.previews.purge()
+        """Delete expired previews (every preview while previews are turned off) and
+        expired sessions; returns how many previews went."""
+        if self.settings.ui.previews:
+            n = self.previews.purge()
+        else:
+            n = purge_all(self.ctx.store)
+            if n:
+                log.info("previews are turned off: deleted %d kept preview(s)", n)
         self.users.purge_sessions()
         return n
 
@@ -85,7 +114,7 @@ class UIState:
             try:
                 self.purge()
             except Exception:  # the store may be gone at shutdown; try again next time
-                log.debug("preview purge failed", exc_info=True)
+                log.warning("preview purge failed; retrying later", exc_info=True)
 
     def stop(self) -> None:
         """Stop the purge loop."""
@@ -102,15 +131,29 @@ class UIState:
 
 
 def ui_state(app: FastAPI | Any) -> UIState:
-    """The process's UIState, built on first use."""
+    """The process's UIState, built (and started) on first use."""
     state: UIState | None = getattr(app.state, "ui", None)
     if state is None:
         with _lock:
             state = getattr(app.state, "ui", None)
             if state is None:
                 state = UIState(app.state.ctx)
+                state.start()
                 app.state.ui = state
     return state
+
+
+def start_ui(app: FastAPI | Any) -> None:
+    """For the service's start-up: build the UI state now, which purges what has expired
+    and starts the periodic purge (before any UI request comes)."""
+    ui_state(app)
+
+
+def stop_ui(app: FastAPI | Any) -> None:
+    """For the service's shutdown: stop the purge loop."""
+    state: UIState | None = getattr(app.state, "ui", None)
+    if state is not None:
+        state.stop()
 
 
 async def get_ui(request: Request) -> UIState:

@@ -53,6 +53,23 @@
     }).then(function (r) { if (r.ok) { setRevealed(true); } });
   }
   if (revealBtn) { revealBtn.addEventListener("click", toggleReveal); }
+  /* A preview that cannot be opened after all (sealed under another key, or altered): say
+     so in words rather than show a broken image, and take the reveal button away. */
+  var previewImg = document.getElementById("preview-img");
+  function previewUnavailable() {
+    var note = document.getElementById("preview-unavailable");
+    if (!figure || !note) { return; }
+    figure.hidden = true;
+    if (revealBtn) { revealBtn.hidden = true; }
+    var revealHelp = document.getElementById("reveal-help");
+    if (revealHelp) { revealHelp.hidden = true; }
+    note.hidden = false;
+    figure = null;
+  }
+  if (previewImg) {
+    previewImg.addEventListener("error", previewUnavailable);
+    if (previewImg.complete && previewImg.naturalWidth === 0) { previewUnavailable(); }
+  }
   function reblur() { setRevealed(false); }
   var item = document.getElementById("item");
   if (item) {
@@ -82,7 +99,9 @@
     var k = e.key;
     if (pendingG) {
       pendingG = false;
-      var to = { q: "/ui/queue", b: "/ui/banks", d: "/ui/dashboard", a: "/ui/audit" }[k];
+      var to = { q: "/ui/queue", b: "/ui/banks", d: "/ui/dashboard" }[k];
+      // g a only where the page offers the audit log (admins)
+      if (k === "a" && document.querySelector('nav a[href="/ui/audit"]')) { to = "/ui/audit"; }
       if (to) { e.preventDefault(); window.location.href = to; }
       return;
     }
