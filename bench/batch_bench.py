@@ -20,7 +20,8 @@ up), ``steady`` (items/s from the 10th percent of the items to the last, measure
 for every engine: the rate of a long run) and ``wall`` (items/s end to end: worker start,
 listing, writing, report). The 1 -> 2 worker speed-up is on ``scan``. The Ray overhead is
 given on ``steady`` (Ray's cost per item) and on ``wall``, with the extra fixed cost (Ray's
-actors start inside the run, a few seconds, which weighs on a short run only).
+workers import Ray Data and build their Scanner inside the run, which weighs on a short run
+only). The local Ray listens on the loopback only.
 
 On a shared machine, other jobs take cores: ``cpu_capacity_2_vs_1`` measures, in the same run,
 how much more CPU-bound work two processes get done than one (2.0 on two idle cores), and
@@ -235,6 +236,7 @@ def run(n: int, n_full: int, corpus: Path | None, with_ray: bool) -> dict[str, A
         t = time.perf_counter()
         ray.init(
             num_cpus=os.cpu_count(),
+            _node_ip_address="127.0.0.1",  # loopback only: nothing outside reaches it
             include_dashboard=False,
             configure_logging=False,
             log_to_driver=False,

@@ -1,18 +1,24 @@
 """The Ray engine (``--engine ray``): the same items through the same workers, on a Ray
 cluster, with Ray Data.
 
-The items (locators, not bytes) become a dataset; an actor pool of ``workers`` actors, each
-holding one :class:`~rempart.batch.worker.ItemScanner` built once, maps it; rows stream back
-to the driver, which writes them as they come. The files must be readable from every node
-(a shared file system) and the store reachable (PostgreSQL, or a SQLite file on shared
-storage); members of compressed TARs are the exception: the driver reads them and their bytes
-travel in the dataset (in windows of at most :data:`WINDOW_BYTES`).
+The items (locators, not bytes) become a dataset, mapped by at most ``workers`` tasks at a
+time; each Ray worker process builds one :class:`~rempart.batch.worker.ItemScanner` the first
+time it runs one and keeps it (see :data:`_cached`); rows stream back to the driver, which
+writes them as they come. Tasks rather than an actor pool: actors start in new processes
+that must import Ray Data and the Scanner every run (and every window of a compressed TAR),
+which cost seconds each; task workers are kept by Ray from one dataset to the next.
+
+The files must be readable from every node (a shared file system) and the store reachable
+(PostgreSQL, or a SQLite file on shared storage); members of compressed TARs are the
+exception: the driver reads them and their bytes travel in the dataset (in windows of at
+most :data:`WINDOW_BYTES`).
 
 Needs the ``rempart[ray]`` extra.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -34,20 +40,40 @@ BLOCK_ITEMS = 64
 BATCH_ITEMS = 16
 
 
-class _RayScanner:
-    """A Ray Data actor: one ItemScanner for its lifetime."""
+#: The ItemScanner of this Ray worker process, and the digest of the options it was built
+#: with. Ray keeps worker processes from task to task (and from run to run on a cluster),
+#: so a scanner is built once per process, like an actor's, without an actor's start-up:
+#: Ray starts no process for it, and a new dataset (the next window of a compressed TAR, the
+#: next run) finds its scanners ready.
+_cached: tuple[bytes, ItemScanner] | None = None
 
-    def __init__(self, options_blob: bytes) -> None:
-        self._scanner = ItemScanner(pickle.loads(options_blob))
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        rows: list[str] = []
-        previews: list[str] = []
-        for blob in batch["item"]:
-            row, preview = self._scanner.scan(pickle.loads(blob))
-            rows.append(json.dumps(row, ensure_ascii=False))
-            previews.append(preview or "")
-        return {"row": rows, "preview": previews}
+def _scanner_for(options_blob: bytes) -> ItemScanner:
+    global _cached
+    digest = hashlib.sha256(options_blob).digest()
+    if _cached is not None and _cached[0] == digest:
+        # Banks may have changed since the last batch (another run, an import): the same
+        # refresh as the service's, one indexed query when nothing did.
+        _cached[1].scanner.matcher.refresh()
+        return _cached[1]
+    if _cached is not None:
+        _cached[1].close()
+        _cached = None
+    scanner = ItemScanner(pickle.loads(options_blob))
+    _cached = (digest, scanner)
+    return scanner
+
+
+def _scan_batch(batch: dict[str, Any], options_blob: bytes) -> dict[str, list[str]]:
+    """A Ray Data task: scan a batch of items with this process's scanner."""
+    scanner = _scanner_for(options_blob)
+    rows: list[str] = []
+    previews: list[str] = []
+    for blob in batch["item"]:
+        row, preview = scanner.scan(pickle.loads(blob))
+        rows.append(json.dumps(row, ensure_ascii=False))
+        previews.append(preview or "")
+    return {"row": rows, "preview": previews}
 
 
 def _windows(items: Iterable[Item]) -> Iterator[list[Item]]:
@@ -84,11 +110,15 @@ class RayEngine:
             ) from None
         if ray.is_initialized():
             return False
+        # A Ray started here for this run listens on the loopback only: nothing on the
+        # network can reach a scan of seized data (a cluster is given with --address).
+        local = {"_node_ip_address": "127.0.0.1"} if self.address is None else {}
         ray.init(
             address=self.address,
             include_dashboard=False,
             configure_logging=False,
             log_to_driver=False,
+            **local,
         )
         return True
 
@@ -115,9 +145,9 @@ class RayEngine:
                 dataset = ray.data.from_items(
                     [{"item": pickle.dumps(item)} for item in window], override_num_blocks=blocks
                 ).map_batches(
-                    _RayScanner,
-                    fn_constructor_args=(blob,),
-                    compute=ray.data.ActorPoolStrategy(size=self.workers),
+                    _scan_batch,
+                    fn_kwargs={"options_blob": blob},
+                    concurrency=self.workers,
                     batch_size=BATCH_ITEMS,
                     batch_format="numpy",
                     num_cpus=1,
