@@ -17,12 +17,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from ui_helpers import PASSWORD, REVIEW_POLICY, make_image
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -88,6 +92,40 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         log.close()
 
 
+def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    """Wait until ``check()`` holds (background work: the index refresh, the scan recorder,
+    the alert recorder), polling; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _indexed(api: httpx.Client, image: bytes, bank: str) -> Callable[[], bool]:
+    """Whether this worker's in-memory PDQ index has ``image`` in ``bank`` (a lookup by
+    PDQ only searches that index; it records nothing)."""
+    from rempart.hashing.media import hash_media
+    from rempart.settings import MediaLimits
+
+    pdq = hash_media(image, limits=MediaLimits()).pdq
+
+    def check() -> bool:
+        found = api.get("/v1/lookup", params={"pdq": pdq}).json()
+        return any(m["bank"] == bank for m in found.get("matches", []))
+
+    return check
+
+
+def _reload_until(page: Page, url: str, selector: str) -> None:
+    """Open ``url`` until ``selector`` is on it (an item recorded off the request path)."""
+
+    def there() -> bool:
+        page.goto(url)
+        return page.locator(selector).count() > 0
+
+    _eventually(there, f"{selector} on {url}")
+
+
 def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     out = subprocess.run(
         [REMPART, *args], env=env, input=stdin, capture_output=True, text=True, check=True
@@ -120,15 +158,18 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
     _cli(env, "users", "create", "ana", "--role", "admin", "--password-stdin", stdin=PASSWORD)
     headers = {"Authorization": f"Bearer {_cli(env, 'keys', 'create', '--scopes', 'admin')}"}
     image = make_image(42)
+    others = [make_image(44), make_image(45)]  # two more items: escalated, rejected
     with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
         for name in ("reported", "confirmed"):
             api.post("/v1/banks", json={"name": name}).raise_for_status()
-        api.post("/v1/banks/reported/entries/file", content=image).raise_for_status()
-        time.sleep(1.0)  # the worker's index applies the change log every 0.25 s
+        for data in (image, *others):
+            api.post("/v1/banks/reported/entries/file", content=data).raise_for_status()
+        for data in (image, *others):
+            _eventually(_indexed(api, data, "reported"), "the bank in the worker's index")
         scan = api.post("/v1/scan", content=image).json()
+        other_ids = [api.post("/v1/scan", content=data).json()["id"] for data in others]
     assert scan["verdict"] == "review", scan
     scan_id = scan["id"]
-    time.sleep(0.5)  # the scan record is written off the request path
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True)
@@ -142,6 +183,8 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         expect(page).to_have_url(f"{url}/ui/queue")
+        # the scan records are written off the request path
+        _reload_until(page, f"{url}/ui/queue", f'a[href="/ui/queue/{other_ids[-1]}"]')
         expect(page.locator(f'a[href="/ui/queue/{scan_id}"]')).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
 
@@ -175,8 +218,22 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
         expect(page).to_have_url(f"{url}/ui/queue/{scan_id}")
         page.locator("body").click(position={"x": 5, "y": 400})
         page.keyboard.press("c")
-        expect(page).to_have_url(f"{url}/ui/queue?ok=decided.confirm")
+        # on to the next item, with the outcome said
+        expect(page).to_have_url(f"{url}/ui/queue/{other_ids[0]}?ok=decided.confirm")
         expect(page.get_by_role("status").first).to_contain_text("Confirmed")
+        # e escalates this one; the next opens
+        page.locator("body").click(position={"x": 5, "y": 400})
+        page.keyboard.press("e")
+        expect(page).to_have_url(f"{url}/ui/queue/{other_ids[1]}?ok=decided.escalate")
+        expect(page.get_by_role("status").first).to_contain_text("Escalated")
+        # r rejects the last; back to the (now empty) queue
+        page.locator("body").click(position={"x": 5, "y": 400})
+        page.keyboard.press("r")
+        expect(page).to_have_url(f"{url}/ui/queue?ok=decided.reject")
+        expect(page.locator(".empty")).to_be_visible()
+        page.goto(f"{url}/ui/queue?view=escalated")
+        expect(page.locator(f'a[href="/ui/queue/{other_ids[0]}"]')).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "queue-escalated.png"), full_page=True)
         page.goto(f"{url}/ui/queue/{scan_id}")
         expect(page.locator("#decided-note")).to_have_text("seen before: cc")
         page.screenshot(path=str(ARTIFACTS / "item-decided.png"), full_page=True)
@@ -193,8 +250,9 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
         page.goto(f"{url}/ui/banks")
         expect(page.locator("#banks")).to_contain_text("confirmed")
         page.screenshot(path=str(ARTIFACTS / "banks.png"), full_page=True)
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
+            _eventually(_indexed(api, image, "confirmed"), "the confirmed hashes in the index")
         page.goto(f"{url}/ui/banks/confirmed")
-        time.sleep(0.5)  # the index picks up the confirmed hashes within 0.25 s
         page.get_by_label("Hash", exact=True).fill(md5)
         page.get_by_role("search").get_by_role("button", name="Search").click()
         expect(page.locator("#results")).to_contain_text(md5)
@@ -210,17 +268,23 @@ def test_review_an_item_end_to_end(server: tuple[str, dict[str, str]], tmp_path:
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         # a victim's case whose hashes a later upload matches: the operator sees the alert
         number = _open_case(env, tmp_path, make_image(43))
-        time.sleep(1.0)  # the cases bank reaches the worker's index
         with httpx.Client(base_url=url, headers=headers, timeout=30) as api:
+            _eventually(_indexed(api, make_image(43), "cases"), "the case's hashes in the index")
             api.post("/v1/scan", content=make_image(43)).raise_for_status()
-        time.sleep(1.0)  # alerts are recorded off the request path
         page.goto(f"{url}/ui/cases")
         expect(page.locator("h1")).to_have_text("Cases")
         expect(page.locator("#cases")).to_contain_text(number)
+        # the alert is recorded off the request path
+        _reload_until(page, f"{url}/ui/cases/{number}", "#alerts")
+        page.goto(f"{url}/ui/cases")
         page.screenshot(path=str(ARTIFACTS / "cases.png"), full_page=True)
         page.get_by_role("link", name=number).click()
         expect(page.locator("#alerts")).to_contain_text("default")
         page.screenshot(path=str(ARTIFACTS / "case.png"), full_page=True)
+        page.goto(f"{url}/ui/cases/{number}?lang=fr")
+        expect(page.locator("#alerts")).to_contain_text("courriel")
+        page.screenshot(path=str(ARTIFACTS / "case-fr.png"), full_page=True)
+        page.goto(f"{url}/ui/cases/{number}?lang=en")
         page.keyboard.press("?")
         expect(page.locator("#help")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "help.png"))

@@ -102,7 +102,7 @@ def test_the_case_page_speaks_french(make_ui: Callable[..., UI], tmp_path: Path)
     ui.login("op")
     html = ui.client.get(f"/ui/cases/{number}?lang=fr").text
     alerts = html[html.index('id="alerts"') : html.index("</table>", html.index('id="alerts"'))]
-    assert "courriel : aucun" in alerts and "webhook : aucun" in alerts
+    assert "courriel\u00a0: aucun" in alerts and "webhook\u00a0: aucun" in alerts
     assert "e-mail:" not in alerts and "hash_match" not in alerts
     assert "empreinte correspondante" in alerts
     notices = html[html.index('id="notices"') :]

@@ -260,6 +260,8 @@ def test_confirm_adds_the_hashes_to_a_block_bank_and_leaves_the_queue(ui: UI) ->
     ]
     # the preview has done its job
     assert ui.client.app.state.ui.previews.get("default", first["id"]) is None  # type: ignore[attr-defined]
+    page = ui.client.get(f"/ui/queue/{first['id']}").text
+    assert "The preview was deleted when this item was decided" in page
 
 
 def test_confirm_needs_a_block_bank(ui: UI) -> None:

@@ -86,15 +86,16 @@ async def queue_page(
     )
 
 
-def _preview_state(state: State, tenant: str, scan_id: str) -> tuple[str, Any]:
+def _preview_state(state: State, tenant: str, item: QueueItem) -> tuple[str, Any]:
     """``(state, size)``: ``shown``, ``unavailable`` (kept, but sealed under another key),
-    ``none`` (nothing kept, or expired) or ``off`` (previews turned off: never served)."""
+    ``deleted`` (the item was decided), ``none`` (nothing kept, or expired) or ``off``
+    (previews turned off: never served)."""
     if not state.settings.ui.previews:
         return "off", None
     state.previews.purge()  # on access, as well as in the background
-    info = state.previews.info(tenant, scan_id)
+    info = state.previews.info(tenant, item.scan_id)
     if info is None:
-        return "none", None
+        return ("deleted" if item.decision in ("confirm", "reject") else "none"), None
     return ("shown" if info.readable else "unavailable"), (info.width, info.height)
 
 
@@ -102,7 +103,7 @@ def _load_item(state: State, tenant: str, scan_id: str, t: Translator) -> dict[s
     item = state.queue.item(tenant, scan_id)
     if item is None:
         return None
-    preview, size = _preview_state(state, tenant, scan_id)
+    preview, size = _preview_state(state, tenant, item)
     view = _view(item, size, t)
     view["preview"] = preview
     banks = state.ctx.store.list_banks(tenant=tenant)

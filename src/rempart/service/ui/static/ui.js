@@ -37,7 +37,8 @@
     if (!figure || !revealBtn) { return; }
     figure.classList.toggle("revealed", on);
     revealBtn.setAttribute("aria-pressed", on ? "true" : "false");
-    revealBtn.textContent = revealBtn.getAttribute(on ? "data-label-hide" : "data-label-reveal");
+    var label = document.getElementById("reveal-label") || revealBtn;
+    label.textContent = revealBtn.getAttribute(on ? "data-label-hide" : "data-label-reveal");
     if (stateText) {
       stateText.textContent = revealBtn.getAttribute(on ? "data-state-revealed" : "data-state-blurred");
     }
