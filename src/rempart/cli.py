@@ -870,6 +870,15 @@ def serve_cmd(
         int | None, typer.Option(help="Worker processes (they share the store).")
     ] = None,
     database_url: DatabaseUrl = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FORWARDED_ALLOW_IPS",
+            help="Proxies (comma-separated IPs or networks, or '*') whose X-Forwarded-Proto "
+            "and -For are trusted: set it to the proxy's address when TLS ends on another "
+            "host, so the UI's cookies get Secure. Default: 127.0.0.1,::1.",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP service (API at /v1, docs at /docs)."""
     import uvicorn
@@ -915,6 +924,7 @@ def serve_cmd(
             log_level="info",
             access_log=False,
             proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
         )
     else:
         from rempart.service.app import create_app
@@ -925,6 +935,7 @@ def serve_cmd(
             port=port,
             log_level="info",
             proxy_headers=True,
+            forwarded_allow_ips=forwarded_allow_ips,
             access_log=False,
         )
 
