@@ -8,8 +8,8 @@
 """
 
 from rempart.store import cases as _cases  # noqa: F401  (registers the cases tables)
-from rempart.store import notices as _notices  # noqa: F401  (registers notices)
 from rempart.store import instance_secrets, previews, reviews, users  # noqa: F401  (UI tables)
+from rempart.store import notices as _notices  # noqa: F401  (registers notices)
 from rempart.store.faces import FaceTemplates as FaceTemplates  # registers face_templates
 from rempart.store.records import (
     AddResult,
