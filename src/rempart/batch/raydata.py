@@ -147,7 +147,7 @@ class RayEngine:
                 ).map_batches(
                     _scan_batch,
                     fn_kwargs={"options_blob": blob},
-                    concurrency=self.workers,
+                    compute=ray.data.TaskPoolStrategy(size=self.workers),
                     batch_size=BATCH_ITEMS,
                     batch_format="numpy",
                     num_cpus=1,
