@@ -112,7 +112,7 @@ class RayEngine:
             return False
         # A Ray started here for this run listens on the loopback only: nothing on the
         # network can reach a scan of seized data (a cluster is given with --address).
-        local = {"_node_ip_address": "127.0.0.1"} if self.address is None else {}
+        local: dict[str, Any] = {"_node_ip_address": "127.0.0.1"} if self.address is None else {}
         ray.init(
             address=self.address,
             include_dashboard=False,
@@ -145,7 +145,7 @@ class RayEngine:
                 dataset = ray.data.from_items(
                     [{"item": pickle.dumps(item)} for item in window], override_num_blocks=blocks
                 ).map_batches(
-                    _scan_batch,
+                    _scan_batch,  # type: ignore[arg-type]
                     fn_kwargs={"options_blob": blob},
                     compute=ray.data.TaskPoolStrategy(size=self.workers),
                     batch_size=BATCH_ITEMS,

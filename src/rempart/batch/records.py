@@ -111,7 +111,7 @@ def case_numbers(store: Store, entry_ids: Iterable[int]) -> tuple[int | None, di
     from rempart.store.cases import CASES_BANK, CASES_TENANT, case_entries_table, cases_table
     from rempart.store.models import Bank
 
-    banks = Bank.__table__.c  # type: ignore[attr-defined]
+    banks = Bank.__table__.c
     ce, k = case_entries_table.c, cases_table.c
     wanted = sorted(set(entry_ids))
     found: dict[int, list[str]] = {}

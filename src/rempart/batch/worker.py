@@ -80,12 +80,17 @@ class ItemScanner:
         except Exception as e:  # a decoder bug must not end a scan of a million files
             message = f"{item.path}: {type(e).__name__}: {e}"
             return error_row(item, {"code": "internal", "message": message}), None
-        row = {"key": item.key, "path": item.path, "source": item.source, "bytes": len(data)}
+        row: dict[str, Any] = {
+            "key": item.key,
+            "path": item.path,
+            "source": item.source,
+            "bytes": len(data),
+        }
         row.update(result.to_dict())
         # Bank ids, as in the service's scan records: they tell the global ``cases`` bank
         # from a tenant's bank of the same name (case alerts, the report's case groups).
         for part in ("matches", "suppressed"):
-            found = getattr(result.match, part)
+            found: list[Any] = getattr(result.match, part)
             if part in row and len(row[part]) == len(found):
                 row[part] = [
                     {**m, "bank_id": f.bank_id} for m, f in zip(row[part], found, strict=True)
