@@ -224,12 +224,11 @@ class BankMatcher:
                 if i in shared_ids and b.tenant != tenant and b.name not in names_taken
             ]
             # Victims' cases (rempart.cases): the reserved tenant's banks take part for
-            # every tenant, unless the tenant has a bank of the same name of its own.
-            names_taken = {b.name for b in mine}
+            # every tenant (their names are reserved, so no bank of a tenant hides them).
             mine += [
                 b
                 for b in self._banks.values()
-                if tenant != CASES_TENANT and b.tenant == CASES_TENANT and b.name not in names_taken
+                if tenant != CASES_TENANT and b.tenant == CASES_TENANT
             ]
         if names is None:
             return [b for b in mine if b.enabled]

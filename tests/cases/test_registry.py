@@ -24,7 +24,7 @@ from rempart.cases.registry import (
     normalise_case_number,
 )
 from rempart.cases.service_key import write_keypair
-from rempart.errors import RempartError
+from rempart.errors import ConflictError, RempartError
 from rempart.examples import jpeg_bytes, synthetic_photo
 from rempart.scan import Scanner
 from rempart.settings import MediaLimits, Settings, load_settings
@@ -103,12 +103,13 @@ def test_submit_status_scan_withdraw(store: Store, settings: Settings, tmp_path:
     found = scanner.scan_bytes(_copy(), tenant="acme").match
     assert [m.bank for m in found.matches] == ["cases"]
     assert new.number not in json.dumps(found.to_dict())
-    # banks=[...] by name works for the cases bank too, and a tenant's own bank of that
-    # name takes its place.
+    # banks=[...] by name works for the cases bank too, and no tenant can hide it behind a
+    # bank of its own called "cases".
     assert scanner.scan_bytes(_copy(), tenant="acme", banks=["cases"]).match.matches
-    store.create_bank("cases", tenant="shadow")
-    scanner.matcher.refresh()
-    assert not scanner.scan_bytes(_copy(), tenant="shadow").match.matches
+    with pytest.raises(ConflictError) as reserved:
+        store.create_bank("cases", tenant="shadow")
+    assert reserved.value.code == "reserved_bank_name"
+    assert [m.bank for m in scanner.scan_bytes(_copy(), tenant="shadow").match.matches] == ["cases"]
 
     values = {e.value for e in store.iter_entries("cases", tenant=CASES_TENANT)}
     done = cases.withdraw(new.number, new.pin)

@@ -36,7 +36,7 @@ MAX_ERRORS = 2000
 class CaseGroups:
     """Which case each entry of the global ``cases`` bank belongs to (numbers only)."""
 
-    #: Id of the global ``cases`` bank (a tenant may have a bank of the same name).
+    #: Id of the global ``cases`` bank.
     bank_id: int | None = None
     numbers: Mapping[int, Sequence[str]] = field(default_factory=dict)
 

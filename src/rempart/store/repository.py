@@ -46,6 +46,7 @@ from rempart.errors import ConflictError, NotFoundError, RempartError
 from rempart.settings import Settings
 from rempart.signals import MD5, get_signal
 from rempart.store import db
+from rempart.store.cases import CASES_BANK, CASES_TENANT
 from rempart.store.models import UTCDateTime, banks_table, changes_table, entries_table
 from rempart.store.records import (
     VIDEO_SIGNAL,
@@ -205,6 +206,14 @@ class Store:
         validate_name(tenant, "tenant name")
         validate_threshold(threshold)
         validate_kind(kind)
+        if name == CASES_BANK and tenant != CASES_TENANT:
+            # Every tenant's scans match victims' ``cases`` bank under that name; a tenant's
+            # own bank called so would hide it from them and make results ambiguous.
+            raise ConflictError(
+                f"the bank name {CASES_BANK!r} is reserved for victims' cases",
+                code="reserved_bank_name",
+                hint="choose another name for this bank",
+            )
         now = _now()
         with db.write_transaction(self._engine) as conn:
             if self._find_bank(conn, name, tenant) is not None:
