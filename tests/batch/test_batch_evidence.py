@@ -90,6 +90,11 @@ def test_telegram_export_to_verified_evidence_with_provenance(
     assert item["matches"][0]["bank"] == "reported"
     code, (verdict,), _ = _invoke("evidence", "verify", str(package), "--json")
     assert code == 0 and verdict["ok"] is True
+    # The readable report says where it was posted too, not only the manifest.
+    with zipfile.ZipFile(package) as zf:
+        report = zf.read("report.html").decode("utf-8")
+    assert "Found in:" in report
+    assert "chat: Gallery · chat id: 1234567 · message: 3 · sender: nudify_bot" in report
 
     # Her case: the batch scan raised its alert, so the case's package holds the photo.
     case_package = tmp_path / "case.zip"

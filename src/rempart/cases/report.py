@@ -137,6 +137,7 @@ def report_view(document: Mapping[str, Any]) -> dict[str, Any]:
                 "url": found.get("url") or t["no_url"],
                 "platform": found.get("platform") or "-",
                 "content_id": found.get("content_id") or "-",
+                "location": _location(found, t),
                 "first_seen": _day(item.get("first_seen")),
                 "scanned_at": _day(item.get("scanned_at")),
                 "match": short,
@@ -169,6 +170,20 @@ def report_view(document: Mapping[str, Any]) -> dict[str, Any]:
         "help": document.get("help", []),
         "footer": _fmt(t["footer"], generator=document.get("generator", "rempart")),
     }
+
+
+#: Where a batch scan found an item (a file, an archive member, a Telegram message), in the
+#: order a reader wants it; see rempart.cases.evidence.item_for_scan.
+_LOCATION_FIELDS = (
+    *("export", "chat", "chat_id", "message_id", "sender", "date"),
+    *("archive", "member", "path", "note"),
+)
+
+
+def _location(found: Mapping[str, Any], t: Mapping[str, str]) -> str:
+    """``found``'s batch provenance as one line ("chat: X · message: 12 · ..."), or ""."""
+    parts = [f"{t['loc_' + k]}: {found[k]}" for k in _LOCATION_FIELDS if found.get(k)]
+    return " · ".join(parts)
 
 
 def render_html(document: Mapping[str, Any]) -> str:
@@ -285,6 +300,8 @@ def render_pdf(document: Mapping[str, Any]) -> bytes:
     for row in view["rows"]:
         block: list[Any] = [p(f"{t['item']} {row['n']}", h3)]
         block.append(p(f"{t['col_where']}: {row['url']}", small))
+        if row["location"]:
+            block.append(p(f"{t['location']}: {row['location']}", small))
         block.append(
             p(
                 f"{t['col_platform']}: {row['platform']} · {t['col_content']}: "
