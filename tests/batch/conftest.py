@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 import zipfile
@@ -46,29 +45,6 @@ class SerialEngine:
         finally:
             scanner.close()
         return EngineStats(self.name, 1, n, 0.0, time.perf_counter() - t0)
-
-
-#: The file a RecordingScanner appends the key of each item it finished to.
-SCANNED_LOG = "REMPART_TEST_SCANNED_LOG"
-#: RecordingScanners finish on ticks of this many seconds: workers finish together.
-TICK_S = 0.25
-
-
-class RecordingScanner(ItemScanner):
-    """An ItemScanner that, in whatever process it runs, records each item it finished in
-    the file named by ``$REMPART_TEST_SCANNED_LOG`` (one key a line, appended in one write),
-    just before handing the row back. Items finish on a shared clock tick, so that several
-    results reach the driver at once (where an interrupted driver used to drop some)."""
-
-    def scan(self, item: Item) -> tuple[dict[str, Any], str | None]:
-        out = super().scan(item)
-        time.sleep(TICK_S - time.time() % TICK_S)
-        fd = os.open(os.environ[SCANNED_LOG], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (item.key + "\n").encode())
-        finally:
-            os.close(fd)
-        return out
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batch_recording import SCANNED_LOG, TICK_S, RecordingScanner
 
 from conftest import (
-    SCANNED_LOG,
-    TICK_S,
-    RecordingScanner,
     SerialEngine,
     image,
     write_export,
@@ -192,7 +190,7 @@ _DRIVER = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from conftest import RecordingScanner
+from batch_recording import RecordingScanner
 from rempart.batch import BatchConfig, run_batch
 from rempart.batch.local import LocalEngine
 from rempart.settings import load_settings
