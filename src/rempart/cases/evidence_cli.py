@@ -359,17 +359,7 @@ def notices_sent(
 ) -> None:
     """Mark notices' pending messages sent by hand: the next reminder is due
     evidence.renotice_hours later (never, for a Pharos sheet)."""
-    from rempart.cases.notices import Notices
-
-    try:
-        settings = _settings(database_url)
-        with _store(settings) as store:
-            notices = Notices(store, settings)
-            done = [notices.mark(i, "sent") for i in ids]
-    except RempartError as e:
-        _fail(e)
-    for n in done:
-        _emit(n.to_dict())
+    _mark_notices(ids, "sent", database_url)
 
 
 @notices_app.command("removed")
@@ -378,13 +368,17 @@ def notices_removed(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Mark notices removed: their reminders stop."""
+    _mark_notices(ids, "removed", database_url)
+
+
+def _mark_notices(ids: list[int], status: str, database_url: str | None) -> None:
     from rempart.cases.notices import Notices
 
     try:
         settings = _settings(database_url)
         with _store(settings) as store:
             notices = Notices(store, settings)
-            done = [notices.mark(i, "removed") for i in ids]
+            done = [notices.mark(i, status) for i in ids]
     except RempartError as e:
         _fail(e)
     for n in done:
